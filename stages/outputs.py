@@ -1,0 +1,43 @@
+"""Writing outputs so that a crash never leaves a half-written one: temporary name, then rename."""
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `final`; on success it replaces `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield partial
+        if final.exists():
+            shutil.rmtree(final)
+        partial.rename(final)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+
+
+@contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; on success it replaces `final`."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix, dir=final.parent)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        yield partial
+        partial.replace(final)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    with atomic_file(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

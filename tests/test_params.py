@@ -1,0 +1,78 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.errors import PipelineError
+from stages.params import parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_the_committed_params_are_valid():
+    params = parse_params(default_params())
+    assert params.download.source == "synthetic"
+    assert params.train_classifier.weights is None
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("train_unet", "epochs", -1, "train_unet.epochs"),
+        ("train_unet", "epochs", "ten", "train_unet.epochs"),
+        ("train_unet", "backbone", "resnet1000", "train_unet.backbone"),
+        ("train_classifier", "image_size", 100, "multiple of 32"),
+        ("download", "source", "ftp", "download.source"),
+        ("train_unet", "learning_rate", "1e-3", "train_unet.learning_rate"),
+        ("train_unet", "epochs", 1.5, "train_unet.epochs"),
+    ],
+)
+def test_a_wrong_value_names_the_key(section, key, value, message):
+    raw = default_params()
+    raw[section][key] = value
+    with pytest.raises(PipelineError, match=message):
+        parse_params(raw)
+
+
+def test_an_unknown_key_is_refused():
+    raw = default_params()
+    raw["train_unet"]["epochz"] = 3
+    with pytest.raises(PipelineError, match="train_unet.epochz: unknown key"):
+        parse_params(raw)
+
+
+def test_split_fractions_must_sum_to_one():
+    raw = default_params()
+    raw["crop_split"]["classification_split"] = {"train": 0.7, "val": 0.2, "test": 0.2}
+    with pytest.raises(PipelineError, match="must be 1"):
+        parse_params(raw)
+
+
+def test_pretrained_weights_need_the_plain_vgg16_layout():
+    raw = default_params()
+    raw["train_classifier"]["weights"] = "imagenet"
+    with pytest.raises(PipelineError, match="batch_norm: false"):
+        parse_params(raw)
+
+
+def test_a_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path):
+    raw = default_params()
+    raw["download"]["source"] = "ftp"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.download"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "download.source" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
