@@ -17,6 +17,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from stages.errors import PipelineError, run_stage
+from stages.figures import crop_examples, save_png
+from stages.images import crop_to_brain, decode_image
 from stages.layouts import (
     find_kaggle_3m,
     list_classification_images,
@@ -31,6 +33,7 @@ from stages.splits import patient_wise_split, stratified_split
 RAW = Path("data/raw")
 PROCESSED = Path("data/processed")
 REPORT = Path("metrics/crop_split/data_report.json")
+CROP_EXAMPLES = Path("metrics/crop_split/crop_examples.png")
 
 
 def crop_classification(images: pd.DataFrame, size: int, pool: Pool, out: Path) -> tuple[pd.DataFrame, list[dict]]:
@@ -67,9 +70,7 @@ def pack_segmentation(slices: pd.DataFrame, pool: Pool, out: Path) -> tuple[pd.D
     rejected, kept = [], []
     jobs = list(zip(slices["image_path"], slices["mask_path"], strict=True))
     results = pool.imap(try_slice, jobs, chunksize=8)
-    for row, (image, mask) in tqdm(
-        zip(slices.itertuples(), results, strict=True), total=len(jobs), desc="pack slices"
-    ):
+    for row, (image, mask) in tqdm(zip(slices.itertuples(), results, strict=True), total=len(jobs), desc="pack slices"):
         if image is None:
             rejected.append({"path": row.image_path, "reason": mask})
             continue
@@ -92,10 +93,21 @@ def _truncate(path: Path, rows: int) -> None:
     source = np.load(path, mmap_mode="r")
     target = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), "w+", source.dtype, (rows, *source.shape[1:]))
     for start in range(0, rows, 256):
-        target[start : start + 256] = source[start : start + 256]
+        stop = min(start + 256, rows)
+        target[start:stop] = source[start:stop]
     target.flush()
     del source, target
     path.with_suffix(".tmp.npy").replace(path)
+
+
+def crop_examples_figure(manifest: pd.DataFrame, per_class: int = 4):
+    """Originals above their crops, for the first images of each class."""
+    chosen = manifest.groupby("label").head(per_class).sort_values("label", ascending=False)
+    pairs = []
+    for source in chosen["source"]:
+        image = decode_image(Path(source).read_bytes(), source)
+        pairs.append((Path(source).name, image, crop_to_brain(image)))
+    return crop_examples(pairs)
 
 
 def main() -> None:
@@ -127,8 +139,8 @@ def main() -> None:
             ]
         )
         rejected.to_csv(out / "rejected.csv", index=False)
-        report = data_report(classification, segmentation, rejected)
-        write_json(REPORT, report)
+        write_json(REPORT, data_report(classification, segmentation, rejected))
+        save_png(crop_examples_figure(classification), CROP_EXAMPLES)
     print(f"crop_split: {len(classification)} images, {len(segmentation)} slices, {len(rejected)} rejected")
 
 

@@ -4,6 +4,7 @@ data/raw/classification/{yes,no}/*        (Brain MRI Images for Brain Tumor Dete
 data/raw/segmentation/kaggle_3m/<patient>/ (LGG segmentation, with data.csv)
 """
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from stages.inventory import folder_inventory
 from stages.layouts import find_classification_folders, find_kaggle_3m
 from stages.outputs import atomic_dir, write_json
 from stages.params import Download, load_params
-from stages.repo import resolve_user_path
+from stages.repo import repo_root, resolve_user_path
 from stages.sources import (
     copy_files,
     download_kaggle,
@@ -24,6 +25,8 @@ from stages.sources import (
 from stages.synthetic import write_classification_dataset, write_segmentation_dataset
 
 RAW = Path("data/raw")
+# Downloads are kept (and resumed from) outside the stage's output, at the real root.
+DOWNLOADS = ".downloads"
 METRICS = Path("metrics/download/raw_inventory.json")
 
 
@@ -41,9 +44,11 @@ def fetch(params: Download, location: str, checksum: str | None, scratch: Path) 
             raise PipelineError(f"{path}: not a folder or a .zip/.tar/.tar.gz archive")
         archive = path
     elif params.source == "url":
-        archive = download_url(location, scratch / Path(location.split("?")[0]).name, checksum)
+        name = Path(location.split("?")[0]).name or "download"
+        key = hashlib.sha1(location.encode()).hexdigest()[:12]
+        archive = download_url(location, repo_root() / DOWNLOADS / f"{key}-{name}", checksum)
     else:
-        archive = download_kaggle(location, scratch / "kaggle")
+        archive = download_kaggle(location, repo_root() / DOWNLOADS / "kaggle" / location.replace("/", "__"))
     extracted = scratch / "extracted"
     safe_extract(archive, extracted, params.limits.max_files, params.limits.max_bytes)
     return extracted

@@ -21,7 +21,7 @@ from stages.evaluation import (
     roc_points,
     segmentation_scores,
 )
-from stages.figures import dice_per_patient, prediction_grid
+from stages.figures import dice_per_patient, prediction_grid, save_png
 from stages.models import load_model
 from stages.outputs import atomic_file, write_json
 from stages.params import load_params
@@ -62,10 +62,8 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def save_figure(figure: plt.Figure, path: Path) -> None:
-    with atomic_file(path) as partial:
-        figure.savefig(partial, dpi=90)
     mlflow.log_figure(figure, path.name)
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def main() -> None:

@@ -1,4 +1,6 @@
-"""Pictures a person would rather look at than read: figures from arrays, no file I/O."""
+"""Pictures a person would rather look at than read: figures from arrays, and saving them."""
+
+from pathlib import Path
 
 import matplotlib
 
@@ -7,7 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from stages.outputs import atomic_file  # noqa: E402
+
 FLAIR = 1  # channel of the LGG slices that shows the tumour
+
+
+def save_png(figure: plt.Figure, path: Path) -> None:
+    """Write a figure (temporary name, then rename) and free it."""
+    with atomic_file(path) as partial:
+        figure.savefig(partial, dpi=90, format="png")
+    plt.close(figure)
 
 
 def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -58,22 +58,38 @@ def _to_uint8(picture: Image.Image) -> np.ndarray:
     return np.asarray(picture.convert("RGB"))
 
 
-def crop_to_brain(image: np.ndarray, margin: int = 0) -> np.ndarray:
-    """Crop an RGB image to the head: threshold, largest contour, its extreme points.
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels brighter than the black border (blurred, as the crop sees them)."""
+    gray = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (5, 5), 0)
+    return cv2.threshold(gray, HEAD_THRESHOLD, 255, cv2.THRESH_BINARY)[1]
 
-    The original notebook's recipe. An image with no head above the threshold is returned
-    whole, since there is nothing to crop away.
+
+def brain_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of the head, or None when nothing is above the threshold.
+
+    The original notebook's recipe (threshold, erode and dilate away specks and thin
+    frames, extreme points of the largest contour), with one change measured on the real
+    images: the skull ring is often separated from the brain by a dark band and broken by
+    the erosion, so the largest contour alone is the brain without its skull. The box
+    spans every contour of at least 2% of the largest one's area instead.
     """
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    gray = cv2.GaussianBlur(gray, (5, 5), 0)
-    mask = cv2.threshold(gray, HEAD_THRESHOLD, 255, cv2.THRESH_BINARY)[1]
-    mask = cv2.dilate(cv2.erode(mask, None, iterations=2), None, iterations=2)
+    mask = cv2.dilate(cv2.erode(head_mask(image), None, iterations=2), None, iterations=2)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
+        return None
+    largest = max(cv2.contourArea(c) for c in contours)
+    points = np.concatenate([c for c in contours if cv2.contourArea(c) >= 0.02 * largest])
+    x, y, width, height = cv2.boundingRect(points)
+    return y, y + height, x, x + width
+
+
+def crop_to_brain(image: np.ndarray) -> np.ndarray:
+    """Crop an RGB image to the head; an image with no head is returned whole."""
+    box = brain_box(image)
+    if box is None:
         return image
-    x, y, width, height = cv2.boundingRect(max(contours, key=cv2.contourArea))
-    top, left = max(0, y - margin), max(0, x - margin)
-    return image[top : y + height + margin, left : x + width + margin]
+    top, bottom, left, right = box
+    return image[top:bottom, left:right]
 
 
 def resize_square(image: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:

@@ -11,8 +11,14 @@ from pathlib import Path
 
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `final`; on success it replaces `final`."""
+    """Yield an empty temporary folder beside `final`; on success it replaces `final`.
+
+    Leftovers of a run that was killed before it could clean up are removed first, so a
+    rerun starts clean and never mistakes a half-written folder for a complete one.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         yield partial

@@ -93,6 +93,9 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
 
     if not url.startswith(("http://", "https://")):
         raise PipelineError(f"download URL {url!r} must start with http:// or https://")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists() and (sha256 is None or sha256_of(destination) == sha256.lower()):
+        return destination
     partial = destination.with_name(destination.name + ".part")
     done = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={done}-"} if done else {}
@@ -134,7 +137,8 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
 def kaggle_credentials_present() -> bool:
     config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
     in_env = bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
-    return in_env or bool(os.environ.get("KAGGLE_API_TOKEN")) or (config_dir / "kaggle.json").is_file()
+    in_files = (config_dir / "kaggle.json").is_file() or (config_dir / "access_token").is_file()
+    return in_env or bool(os.environ.get("KAGGLE_API_TOKEN")) or in_files
 
 
 def download_kaggle(slug: str, folder: Path) -> Path:
@@ -145,11 +149,13 @@ def download_kaggle(slug: str, folder: Path) -> Path:
         )
     if not kaggle_credentials_present():
         raise PipelineError(
-            "no Kaggle credentials: put kaggle.json in ~/.kaggle/ or set KAGGLE_USERNAME and KAGGLE_KEY, "
+            "no Kaggle credentials: put kaggle.json in ~/.kaggle/ or set KAGGLE_USERNAME and KAGGLE_KEY "
+            "(or KAGGLE_API_TOKEN), "
             "or download the archive yourself and use download.source: local"
         )
     from kaggle.api.kaggle_api_extended import KaggleApi
 
+    folder.mkdir(parents=True, exist_ok=True)
     api = KaggleApi()
     try:
         api.authenticate()

@@ -1,0 +1,90 @@
+"""On the real archives in ../shared/datasets: layouts, crop, leak-free splits, the whole pipeline."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from stages.images import crop_to_brain, decode_image
+from stages.layouts import find_kaggle_3m, list_classification_images, list_segmentation_slices
+from stages.sources import safe_extract
+from stages.splits import patient_wise_split
+from tests.conftest import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, needs_real_data
+from tests.helpers import dvc, project_copy, stages_run
+
+pytestmark = needs_real_data
+LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
+
+
+@pytest.fixture(scope="module")
+def lgg_slices(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lgg")
+    safe_extract(SEGMENTATION_ARCHIVE, folder, **LIMITS)
+    slices, rejected = list_segmentation_slices(find_kaggle_3m(folder))
+    slices["tumour_pixels"] = [int(np.count_nonzero(tifffile.imread(p))) for p in slices["mask_path"]]
+    return slices, rejected
+
+
+def test_the_lgg_sample_lists_24_patients_and_834_slices_with_masks(lgg_slices):
+    slices, rejected = lgg_slices
+    assert slices["patient"].nunique() == 24 and len(slices) == 834 and rejected.empty
+    assert (slices["tumour_pixels"] > 0).sum() == 284
+    data = pd.read_csv(Path(slices["image_path"][0]).parents[1] / "data.csv")
+    assert set(slices["patient"]) <= set(data["Patient"])
+
+
+def test_real_patient_split_never_puts_one_patient_in_two_splits(lgg_slices):
+    slices, _ = lgg_slices
+    split = patient_wise_split(slices, (0.6, 0.2, 0.2), seed=42)
+    assert (split.groupby(slices["patient"]).nunique() == 1).all()
+    assert set(split) == {"train", "val", "test"}
+    with_tumour = split[slices["tumour_pixels"] > 0]
+    assert set(with_tumour) == {"train", "val", "test"}, "every split has patients with tumour"
+
+
+def test_real_patient_split_is_identical_for_the_same_seed(lgg_slices):
+    slices, _ = lgg_slices
+    first = patient_wise_split(slices, (0.6, 0.2, 0.2), seed=7)
+    again = patient_wise_split(slices.sample(frac=1, random_state=0), (0.6, 0.2, 0.2), seed=7)
+    assert first.equals(again.sort_index())
+    assert not first.equals(patient_wise_split(slices, (0.6, 0.2, 0.2), seed=8))
+
+
+def test_every_real_classification_image_decodes_and_crops(tmp_path):
+    safe_extract(CLASSIFICATION_ARCHIVE, tmp_path, **LIMITS)
+    images = list_classification_images(tmp_path)
+    assert len(images) == 253 and (images["label"] == 1).sum() == 155
+    for path in images["path"]:
+        image = decode_image(Path(path).read_bytes(), path)
+        cropped = crop_to_brain(image)
+        assert cropped.ndim == 3 and min(cropped.shape[:2]) >= 32, path
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
+    params = {
+        "download": {
+            "source": "local",
+            "classification": str(CLASSIFICATION_ARCHIVE),
+            "segmentation": str(SEGMENTATION_ARCHIVE),
+        },
+        "train_classifier": {"epochs": 1, "image_size": 64},
+        "train_unet": {"epochs": 1, "image_size": 64},
+    }
+    repo = project_copy(tmp_path, params)
+    output = dvc(repo, "repro").stdout
+    assert stages_run(output) == ["download", "crop_split", "train_classifier", "train_unet", "evaluate"]
+    report = json.loads((repo / "metrics/crop_split/data_report.json").read_text())
+    patients = sum(report["segmentation"][split]["patients"] for split in ("train", "val", "test"))
+    images = sum(report["classification"][split]["images"] for split in ("train", "val", "test"))
+    assert patients == 24
+    assert images + report["rejected_files"] == 253, "every real image is used or listed as rejected"
+    inventory = json.loads((repo / "metrics/download/raw_inventory.json").read_text())
+    assert (
+        inventory["classification"]["files"] == 253 and inventory["segmentation"]["files"] == 834 * 2 + 2
+    )  # slices, masks, data.csv, README.md
+    segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
+    assert segmentation["test_patients"] == report["segmentation"]["test"]["patients"]
