@@ -15,7 +15,10 @@ import pandas as pd
 from stages.errors import run_stage
 from stages.evaluation import (
     best_f1_threshold,
+    cascade,
     classification_scores,
+    gate_by_area,
+    gate_misses,
     per_patient_scores,
     per_slice_summary,
     roc_points,
@@ -35,12 +38,12 @@ OUT = Path("metrics/evaluate")
 BATCH = 16
 
 
-def classifier_probabilities(model, images, labels, rows) -> np.ndarray:
+def classifier_probabilities(model, images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """P(tumour) of the given rows of an image array, resized to the classifier's input."""
     size = model.input_shape[1]
-    return model.predict(
-        classification_dataset(images, labels, rows, size, BATCH, 0, augment=False),
-        verbose=0,
-    )[:, 0]
+    unlabelled = np.zeros(len(images), np.float32)
+    dataset = classification_dataset(images, unlabelled, rows, size, BATCH, 0, augment=False)
+    return model.predict(dataset, verbose=0)[:, 0]
 
 
 def unet_masks(model, slices, masks, rows, threshold: float) -> np.ndarray:
@@ -66,67 +69,80 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
     save_png(figure, path)
 
 
-def main() -> None:
-    params = load_params()
-    config = params.evaluate
-    classifier, unet = (
-        load_model(str(MODELS / "classifier.keras")),
-        load_model(str(MODELS / "unet.keras")),
-    )
-
+def score_classifier(classifier, config) -> tuple[dict, pd.DataFrame]:
+    """Test scores at the threshold param, the best-F1 threshold on val, and (label, P) per test image."""
     images = np.load(PROCESSED / "classification/images.npy", mmap_mode="r")
-    images_manifest = pd.read_csv(PROCESSED / "classification/manifest.csv")
-    labels = images_manifest.sort_values("row")["label"].to_numpy()
-    test_rows, val_rows = (
-        split_rows(images_manifest, "test"),
-        split_rows(images_manifest, "val"),
-    )
-    test_probabilities = classifier_probabilities(classifier, images, labels, test_rows)
-    val_probabilities = classifier_probabilities(classifier, images, labels, val_rows)
-    classifier_report = classification_scores(labels[test_rows], test_probabilities, config.threshold)
-    classifier_report["best_f1_threshold_on_val"] = best_f1_threshold(labels[val_rows], val_probabilities)
+    manifest = pd.read_csv(PROCESSED / "classification/manifest.csv")
+    labels = manifest.sort_values("row")["label"].to_numpy()
+    test_rows, val_rows = split_rows(manifest, "test"), split_rows(manifest, "val")
+    test_probabilities = classifier_probabilities(classifier, images, test_rows)
+    report = classification_scores(labels[test_rows], test_probabilities, config.threshold)
+    val_probabilities = classifier_probabilities(classifier, images, val_rows)
+    report["best_f1_threshold_on_val"] = best_f1_threshold(labels[val_rows], val_probabilities)
+    return report, pd.DataFrame({"label": labels[test_rows], "probability": test_probabilities})
 
+
+def score_segmentation(unet, classifier, config) -> tuple[dict, pd.DataFrame, list]:
+    """Per-patient and per-slice scores of the U-Net alone and through the cascade, and grid rows."""
     slices = np.load(PROCESSED / "segmentation/slices.npy", mmap_mode="r")
     masks = np.load(PROCESSED / "segmentation/masks.npy", mmap_mode="r")
-    slices_manifest = pd.read_csv(PROCESSED / "segmentation/manifest.csv")
-    test = slices_manifest[slices_manifest["split"] == "test"].reset_index(drop=True)
-    truth = masks[test["row"].to_numpy()] > 0
-    predicted = unet_masks(unet, slices, masks, test["row"].to_numpy(), config.mask_threshold)
+    manifest = pd.read_csv(PROCESSED / "segmentation/manifest.csv")
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    rows = test["row"].to_numpy()
+    truth = masks[rows] > 0
+    predicted = unet_masks(unet, slices, masks, rows, config.mask_threshold)
     per_patient = per_patient_scores(test["patient"], predicted, truth)
-    segmentation_report = segmentation_scores(per_patient, per_slice_summary(predicted, truth))
+    report = segmentation_scores(per_patient, per_slice_summary(predicted, truth))
+
+    # the cascade: a tumour / no-tumour gate per slice, then the U-Net's mask where positive
+    if config.gate == "unet_area":
+        positive = gate_by_area(predicted, config.min_tumour_pixels)
+    else:
+        positive = classifier_probabilities(classifier, slices, rows) >= config.threshold
+    through_cascade = per_patient_scores(test["patient"], cascade(predicted, positive), truth)
+    report["cascade"] = {
+        "gate": config.gate,
+        "dice_mean": float(through_cascade["dice"].mean()),
+        "dice_median": float(through_cascade["dice"].median()),
+        **gate_misses(truth, positive),
+    }
+    per_patient["cascade_dice"] = through_cascade["dice"].to_numpy()
+    return report, per_patient, grid_rows(test, slices, truth, predicted, per_patient)
+
+
+def numbers(report: dict, prefix: str) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in report.items() if isinstance(value, float | int)}
+
+
+def main() -> None:
+    config = load_params().evaluate
+    classifier = load_model(str(MODELS / "classifier.keras"))
+    unet = load_model(str(MODELS / "unet.keras"))
+    classifier_report, test_images = score_classifier(classifier, config)
+    segmentation_report, per_patient, grid = score_segmentation(unet, classifier, config)
 
     with stage_run("evaluate", config.model_dump()):
         write_json(OUT / "classifier.json", classifier_report)
         write_json(OUT / "segmentation.json", segmentation_report)
-        write_csv(
-            roc_points(labels[test_rows], test_probabilities),
-            OUT / "classifier_roc.csv",
-        )
-        predicted_labels = (test_probabilities >= config.threshold).astype(int)
-        write_csv(
-            pd.DataFrame({"actual": labels[test_rows], "predicted": predicted_labels}),
-            OUT / "classifier_confusion.csv",
-        )
+        write_csv(roc_points(test_images["label"], test_images["probability"]), OUT / "classifier_roc.csv")
+        predicted_labels = (test_images["probability"] >= config.threshold).astype(int)
+        confusion = pd.DataFrame({"actual": test_images["label"], "predicted": predicted_labels})
+        write_csv(confusion, OUT / "classifier_confusion.csv")
         write_csv(per_patient, OUT / "per_patient_dice.csv")
-        save_figure(dice_per_patient(per_patient), OUT / "per_patient_dice.png")
-        save_figure(
-            prediction_grid(grid_rows(test, slices, truth, predicted, per_patient)),
-            OUT / "prediction_grid.png",
-        )
-        mlflow.log_metrics({f"classifier_{k}": v for k, v in classifier_report.items() if isinstance(v, float | int)})
-        mlflow.log_metrics(
-            {f"segmentation_{k}": v for k, v in segmentation_report.items() if isinstance(v, float | int)}
-        )
-        for name in (
-            "classifier.json",
-            "segmentation.json",
-            "per_patient_dice.csv",
-            "classifier_roc.csv",
-        ):
+        cascade_dice = per_patient[["patient", "cascade_dice"]].rename(columns={"cascade_dice": "dice"})
+        save_figure(dice_per_patient(per_patient, cascade_dice), OUT / "per_patient_dice.png")
+        save_figure(prediction_grid(grid), OUT / "prediction_grid.png")
+        mlflow.log_metrics(numbers(classifier_report, "classifier_"))
+        mlflow.log_metrics(numbers(segmentation_report, "segmentation_"))
+        mlflow.log_metrics(numbers(segmentation_report["cascade"], "cascade_"))
+        for name in ("classifier.json", "segmentation.json", "per_patient_dice.csv", "classifier_roc.csv"):
             mlflow.log_artifact(str(OUT / name))
+    cascade_report = segmentation_report["cascade"]
     print(
-        f"evaluate: classifier accuracy {classifier_report['accuracy']:.3f} (n={len(test_rows)}), "
-        f"U-Net mean per-patient Dice {segmentation_report['dice_mean']:.3f} ({len(per_patient)} patients)"
+        f"evaluate: classifier accuracy {classifier_report['accuracy']:.3f} (n={classifier_report['test_size']}); "
+        f"U-Net mean per-patient Dice {segmentation_report['dice_mean']:.3f} "
+        f"({segmentation_report['test_patients']} patients); cascade ({cascade_report['gate']} gate) "
+        f"{cascade_report['dice_mean']:.3f}, {cascade_report['tumour_slices_missed']} tumour slices missed"
     )
 
 

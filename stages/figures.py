@@ -21,11 +21,16 @@ def save_png(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def overlay(image: np.ndarray, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """FLAIR in grey, ground truth in green, prediction in red (yellow where both)."""
+def overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray) -> np.ndarray:
+    """Image in grey (FLAIR for LGG slices), ground truth in green, prediction in red (yellow where both).
+
+    Returns float RGB in 0..1. Grey scans have three equal channels, so channel 1 is right
+    for them too.
+    """
     grey = image[..., FLAIR] if image.ndim == 3 else image
     picture = np.repeat(grey[..., None], 3, axis=2).astype(np.float32) / 255 * 0.7
-    picture[..., 1] += 0.3 * truth.astype(bool)
+    if truth is not None:
+        picture[..., 1] += 0.3 * truth.astype(bool)
     picture[..., 0] += 0.3 * predicted.astype(bool)
     return np.clip(picture, 0, 1)
 

@@ -58,7 +58,8 @@ def build_classifier(image_size: int, weights: str | None, batch_norm: bool, dro
     features = _vgg16_with_batch_norm(inputs) if batch_norm else _vgg16_pretrained(inputs, weights)
     x = keras.layers.GlobalAveragePooling2D()(features)
     x = keras.layers.Dropout(dropout)(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="tumour_probability")(x)
+    # float32 output even under mixed precision, for a stable loss
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="tumour_probability")(x)
     model = keras.Model(inputs, outputs, name="vgg16_classifier")
     use_batch_norm_momentum(model)
     return model
@@ -74,7 +75,9 @@ def build_unet(image_size: int, backbone: str, encoder_weights: str | None = Non
         classes=1,
         activation="sigmoid",
     )
-    outputs = unet(keras.layers.Rescaling(1 / 255)(inputs))
+    probabilities = unet(keras.layers.Rescaling(1 / 255)(inputs))
+    # float32 output even under mixed precision, for a stable loss
+    outputs = keras.layers.Activation("linear", dtype="float32", name="tumour_probability")(probabilities)
     model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
     use_batch_norm_momentum(model)
     return model

@@ -85,10 +85,17 @@ def _check_image_size(size: int) -> int:
 
 class TrainCommon(Section):
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1)  # global: split across the replicas of the strategy
     image_size: int = Field(ge=32, le=1024)
-    learning_rate: float = Field(gt=0, lt=1)
+    learning_rate: float = Field(gt=0, lt=1)  # for a global batch of lr_reference_batch
+    lr_reference_batch: int = Field(ge=1)
+    lr_schedule: Literal["constant", "cosine"]
+    early_stopping_patience: int = Field(ge=0)  # epochs without a better val_loss; 0: never stop early
+    restore_best: bool  # end with the weights of the best val_loss epoch
     seed: int = Field(ge=0)
+    strategy: Literal["auto", "multi_worker"]
+    mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
+    xla: Literal["auto", "on", "off"]  # auto: on GPU only
 
     @model_validator(mode="after")
     def _image_size_fits_models(self) -> "TrainCommon":
@@ -100,6 +107,7 @@ class TrainClassifier(TrainCommon):
     weights: str | None
     batch_norm: bool
     dropout: float = Field(ge=0, lt=1)
+    class_weight: Literal["balanced", "none"]
 
     @model_validator(mode="after")
     def _pretrained_weights_need_plain_layout(self) -> "TrainClassifier":
@@ -112,12 +120,15 @@ class TrainClassifier(TrainCommon):
 
 class TrainUnet(TrainCommon):
     backbone: Literal[SEGMENTATION_BACKBONES]  # type: ignore[valid-type]
+    encoder_weights: Literal["imagenet"] | None
     loss: Literal["jaccard", "bce_jaccard", "dice"]
 
 
 class Evaluate(Section):
     threshold: float = Field(gt=0, lt=1)
     mask_threshold: float = Field(gt=0, lt=1)
+    gate: Literal["unet_area", "classifier"]
+    min_tumour_pixels: int = Field(ge=0)
 
 
 class Params(Section):

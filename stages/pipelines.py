@@ -45,7 +45,7 @@ def unet_augmentation() -> A.Compose:
     )
 
 
-class _SeededAugmenter:
+class SeededAugmenter:
     """Calls an albumentations pipeline with a seed per element, one copy per thread.
 
     tf.data runs the map on several threads; a shared random state would make the
@@ -57,19 +57,65 @@ class _SeededAugmenter:
         self._make = make
         self._local = threading.local()
 
-    def __call__(self, seed: np.int64, **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, seed: np.int64, image: np.ndarray, mask: np.ndarray | None = None) -> tuple:
         if not hasattr(self._local, "compose"):
             self._local.compose = self._make()
         self._local.compose.set_random_seed(int(seed) % (2**32))
-        return self._local.compose(**arrays)
+        if mask is None:
+            return (self._local.compose(image=image)["image"],)
+        out = self._local.compose(image=image, mask=mask)
+        return out["image"], out["mask"]
 
 
-def _rows_of(array: np.ndarray, rows: np.ndarray, size: int, interpolation: int):
+def _streamed(array: np.ndarray, rows: np.ndarray, size: int, interpolation: int) -> tf.data.Dataset:
+    """Rows of a (memory-mapped) uint8 array, resized to size x size, one at a time."""
+
     def generate():
         for row in rows:
             yield cv2.resize(np.asarray(array[row]), (size, size), interpolation=interpolation)
 
-    return generate
+    shape = (size, size, 3) if array.ndim == 4 else (size, size)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=tf.TensorSpec(shape, tf.uint8))
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(rows)))
+
+
+def _finish(
+    dataset: tf.data.Dataset,
+    n: int,
+    augmenter: SeededAugmenter | None,
+    seed: int,
+    to_model: Callable,
+    batch_size: int,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """Cache (uint8), then shuffle and augment when training, then batch and prefetch.
+
+    `drop_remainder` drops a last, smaller batch: split across several replicas it can
+    leave one of them an empty batch, which some layers (batch norm) cannot take.
+    """
+    dataset = dataset.cache()
+    if augmenter is not None:
+        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        dataset = tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), dataset)
+
+        def augment(element_seed, pair):
+            image, target = pair
+            if target.dtype == tf.uint8:  # a mask: transformed together with the image
+                image_out, target_out = tf.numpy_function(
+                    augmenter, [element_seed, image, target], (tf.uint8, tf.uint8), stateful=False
+                )
+                return tf.ensure_shape(image_out, image.shape), tf.ensure_shape(target_out, target.shape)
+            (image_out,) = tf.numpy_function(augmenter, [element_seed, image], (tf.uint8,), stateful=False)
+            return tf.ensure_shape(image_out, image.shape), target
+
+        dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
+    options = tf.data.Options()
+    # the rows come from a Python generator, which cannot be split by file across workers
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    drop_remainder = drop_remainder and n >= batch_size
+    dataset = dataset.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.prefetch(AUTOTUNE)
+    return dataset.with_options(options)
 
 
 def classification_dataset(
@@ -80,28 +126,26 @@ def classification_dataset(
     batch_size: int,
     seed: int,
     augment: bool,
+    drop_remainder: bool = False,
+    class_weight: dict[int, float] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0..255 (B, S, S, 3), float32 label (B, 1))."""
-    pixels = tf.data.Dataset.from_generator(
-        _rows_of(images, rows, image_size, cv2.INTER_AREA),
-        output_signature=tf.TensorSpec((image_size, image_size, 3), tf.uint8),
-    )
+    """Batches of (float32 pixels 0..255 (B, S, S, 3), float32 label (B, 1)[, sample weight (B,)]).
+
+    Class weights travel as per-sample weights in the dataset rather than as Keras'
+    `class_weight`, which multi-worker training does not take.
+    """
+    pixels = _streamed(images, rows, image_size, cv2.INTER_AREA)
     targets = tf.data.Dataset.from_tensor_slices(labels[rows].astype(np.float32)[:, None])
-    dataset = tf.data.Dataset.zip(pixels, targets).apply(tf.data.experimental.assert_cardinality(len(rows))).cache()
-    if augment:
-        augmenter = _SeededAugmenter(classifier_augmentation)
+    augmenter = SeededAugmenter(classifier_augmentation) if augment else None
+    weights = tf.constant([class_weight.get(0, 1.0), class_weight.get(1, 1.0)] if class_weight else [1.0, 1.0])
 
-        def augment_image(image: np.ndarray, element_seed: np.int64) -> np.ndarray:
-            return augmenter(element_seed, image=image)["image"]
+    def to_model(image, label):
+        if class_weight is None:
+            return tf.cast(image, tf.float32), label
+        return tf.cast(image, tf.float32), label, tf.gather(weights, tf.cast(label[0], tf.int32))
 
-        def augment_element(element_seed, image, label):
-            image = tf.numpy_function(augment_image, [image, element_seed], tf.uint8, stateful=False)
-            return tf.ensure_shape(image, (image_size, image_size, 3)), label
-
-        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        dataset = tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), dataset)
-        dataset = dataset.map(lambda s, pair: augment_element(s, *pair), num_parallel_calls=AUTOTUNE)
-    return dataset.map(lambda image, label: (tf.cast(image, tf.float32), label)).batch(batch_size).prefetch(AUTOTUNE)
+    dataset = tf.data.Dataset.zip(pixels, targets)
+    return _finish(dataset, len(rows), augmenter, seed, to_model, batch_size, drop_remainder)
 
 
 def segmentation_dataset(
@@ -112,38 +156,15 @@ def segmentation_dataset(
     batch_size: int,
     seed: int,
     augment: bool,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255 (B, S, S, 3), float32 mask 0/1 (B, S, S, 1))."""
-    pixels = tf.data.Dataset.from_generator(
-        _rows_of(slices, rows, image_size, cv2.INTER_AREA),
-        output_signature=tf.TensorSpec((image_size, image_size, 3), tf.uint8),
-    )
-    targets = tf.data.Dataset.from_generator(
-        _rows_of(masks, rows, image_size, cv2.INTER_NEAREST),
-        output_signature=tf.TensorSpec((image_size, image_size), tf.uint8),
-    )
-    dataset = tf.data.Dataset.zip(pixels, targets).apply(tf.data.experimental.assert_cardinality(len(rows))).cache()
-    if augment:
-        augmenter = _SeededAugmenter(unet_augmentation)
+    pixels = _streamed(slices, rows, image_size, cv2.INTER_AREA)
+    targets = _streamed(masks, rows, image_size, cv2.INTER_NEAREST)
+    augmenter = SeededAugmenter(unet_augmentation) if augment else None
 
-        def augment_pair(image: np.ndarray, mask: np.ndarray, element_seed: np.int64):
-            out = augmenter(element_seed, image=image, mask=mask)
-            return out["image"], out["mask"]
-
-        def augment_element(element_seed, image, mask):
-            image, mask = tf.numpy_function(
-                augment_pair,
-                [image, mask, element_seed],
-                (tf.uint8, tf.uint8),
-                stateful=False,
-            )
-            return tf.ensure_shape(image, (image_size, image_size, 3)), tf.ensure_shape(mask, (image_size, image_size))
-
-        dataset = dataset.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        dataset = tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), dataset)
-        dataset = dataset.map(lambda s, pair: augment_element(s, *pair), num_parallel_calls=AUTOTUNE)
-
-    def to_model_input(image, mask):
+    def to_model(image, mask):
         return tf.cast(image, tf.float32), tf.cast(mask[..., None] > 127, tf.float32)
 
-    return dataset.map(to_model_input, num_parallel_calls=AUTOTUNE).batch(batch_size).prefetch(AUTOTUNE)
+    dataset = tf.data.Dataset.zip(pixels, targets)
+    return _finish(dataset, len(rows), augmenter, seed, to_model, batch_size, drop_remainder)

@@ -1,5 +1,6 @@
 """MLflow: where runs go, what every run is tagged with, and the run context of a stage."""
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,13 +71,26 @@ def _use_experiment(uri: str) -> None:
 
 
 @contextmanager
-def stage_run(stage: str, params: dict) -> Iterator[mlflow.ActiveRun]:
+def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterator[mlflow.ActiveRun | None]:
     """One MLflow run for a stage, with its params section and the standard tags.
 
-    The run is opened before training starts, so an unreachable store fails the stage at once.
+    The run is opened before training starts, so an unreachable store fails the stage at
+    once. Only the chief of a multi-worker cluster logs; the other workers get None.
     """
+    if not is_chief():
+        yield None
+        return
     _use_experiment(tracking_uri())
     run_name = f"{stage} {os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else stage
-    with mlflow.start_run(run_name=run_name, tags=run_tags(stage)) as run:
+    with mlflow.start_run(run_name=run_name, tags=run_tags(stage), log_system_metrics=system_metrics) as run:
         mlflow.log_params(flatten(params))
         yield run
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process a worker other than worker 0."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})
+    )

@@ -1,5 +1,11 @@
-"""What both training stages share: seeding, fitting with logs, saving, and the history."""
+"""What both training stages share: devices and strategy, learning rate, callbacks, fitting, saving."""
 
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
@@ -11,27 +17,122 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
+from stages.errors import PipelineError  # noqa: E402
 from stages.outputs import atomic_file  # noqa: E402
+from stages.params import TrainCommon  # noqa: E402
+from stages.repo import repo_root  # noqa: E402
 
 
 def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:
     return manifest.loc[manifest["split"] == split, "row"].to_numpy()
 
 
-def fit(model: keras.Model, train, val, epochs: int, callbacks: list) -> pd.DataFrame:
-    """Train with validation every epoch; per-epoch metrics go to MLflow; returns the history."""
-    history = model.fit(
-        train,
-        validation_data=val,
-        epochs=epochs,
-        callbacks=[mlflow.keras.MlflowCallback(log_every_epoch=True), *callbacks],
-        verbose=2,
-    )
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", range(1, len(frame) + 1))
-    return frame
+def choose_strategy(kind: str) -> tf.distribute.Strategy:
+    """`auto`: MirroredStrategy over all GPUs (or over several logical CPUs, when configured),
+    else the default strategy; `multi_worker`: MultiWorkerMirroredStrategy from TF_CONFIG.
+
+    Keras 3's `Model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585,
+    open: "Attempt to convert a value (PerReplica...)"), so `multi_worker` is refused before
+    any work rather than crashing in the first step.
+    """
+    if kind == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise PipelineError("strategy multi_worker needs TF_CONFIG describing the cluster; set it or use auto")
+        raise PipelineError(
+            f"strategy multi_worker: Keras {keras.__version__} cannot fit under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585); use strategy auto (all GPUs of one machine)"
+        )
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if len(cpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
+    return tf.distribute.get_strategy()
+
+
+def use_precision_and_xla(config: TrainCommon) -> tuple[str, bool]:
+    """Set the Keras dtype policy; return (policy name, whether to JIT-compile with XLA)."""
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and on_gpu)
+    policy = "mixed_float16" if mixed else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    xla = config.xla == "on" or (config.xla == "auto" and on_gpu)
+    return policy, xla
+
+
+def learning_rate(config: TrainCommon, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The learning rate scaled linearly with the global batch, constant or cosine-decayed."""
+    scaled = config.learning_rate * config.batch_size / config.lr_reference_batch
+    if config.lr_schedule == "constant":
+        return scaled
+    return keras.optimizers.schedules.CosineDecay(scaled, decay_steps=max(1, config.epochs * steps_per_epoch))
+
+
+def steps_per_epoch(rows: int, batch_size: int) -> int:
+    return max(1, math.ceil(rows / batch_size))
+
+
+def backup_dir(stage: str, config: TrainCommon, data_manifest: Path) -> Path:
+    """Where a run's resumable state lives: keyed by its params and data, at the real root.
+
+    A killed run resumes only with the same params and data; `dvc exp run --temp` runs
+    share the root, so the key keeps different experiments' states apart.
+    """
+    key = hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode() + data_manifest.read_bytes())
+    return repo_root() / ".checkpoints" / f"{stage}-{key.hexdigest()[:16]}"
+
+
+def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
+    """Weights inverse to class frequency, so each class counts as much in the loss."""
+    counts = np.bincount(labels.astype(int), minlength=2)
+    return {label: len(labels) / (2 * count) for label, count in enumerate(counts) if count}
+
+
+def fit(
+    model: keras.Model,
+    train,
+    val,
+    config: TrainCommon,
+    backup: Path,
+    tracked: bool = True,
+) -> pd.DataFrame:
+    """Train with validation every epoch, resumable; per-epoch metrics go to MLflow when tracked.
+
+    Returns the history of all epochs, also those of an earlier run that was killed and
+    that this one resumed.
+    """
+    backup.mkdir(parents=True, exist_ok=True)
+    # the history row is written before the state is backed up: a kill in between reruns
+    # that epoch, and its second row replaces the first
+    callbacks = [
+        keras.callbacks.CSVLogger(str(backup / "history.csv"), append=True),
+        # two checkpoints: a kill while the latest is being written leaves the previous one
+        keras.callbacks.BackupAndRestore(str(backup / "state"), double_checkpoint=True),
+    ]
+    if tracked:
+        callbacks.append(mlflow.keras.MlflowCallback(log_every_epoch=True))
+    patience = config.early_stopping_patience or config.epochs
+    if config.early_stopping_patience or config.restore_best:
+        callbacks.append(
+            keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=config.restore_best)
+        )
+    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=2)
+    history = pd.read_csv(backup / "history.csv").drop_duplicates("epoch", keep="last")
+    history["epoch"] += 1
+    return history.reset_index(drop=True)
+
+
+def device_report(strategy: tf.distribute.Strategy, policy: str, xla: bool) -> dict[str, str]:
+    """What the run trained on, for MLflow tags: replicas, precision, GPU names and memory."""
+    report = {"replicas": str(strategy.num_replicas_in_sync), "precision": policy, "xla": str(xla)}
+    if tf.config.list_physical_devices("GPU") and shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"]
+        report["gpu_memory"] = "; ".join(subprocess.run(query, capture_output=True, text=True).stdout.split("\n")[:-1])
+    return report
 
 
 def plot_history(history: pd.DataFrame, metric: str) -> plt.Figure:
@@ -47,20 +148,15 @@ def plot_history(history: pd.DataFrame, metric: str) -> plt.Figure:
     return figure
 
 
-def save_outputs(
-    model: keras.Model,
-    model_path: Path,
-    history: pd.DataFrame,
-    history_path: Path,
-    metric: str,
-) -> None:
+def save_outputs(model: keras.Model, model_path: Path, history: pd.DataFrame, history_path: Path, metric: str) -> None:
     """Write the model and its history (temporary name, then rename) and log both to MLflow."""
     with atomic_file(model_path) as partial:
         model.save(partial)
     with atomic_file(history_path) as partial:
         history.to_csv(partial, index=False)
-    final = history.iloc[-1].drop("epoch")
-    mlflow.log_metrics({f"final_{name}": float(value) for name, value in final.items()})
+    best = history.loc[history["val_loss"].idxmin()]
+    mlflow.log_metrics({f"final_{name}": float(value) for name, value in history.iloc[-1].drop("epoch").items()})
+    mlflow.log_metrics({f"best_{name}": float(value) for name, value in best.items()})
     figure = plot_history(history, metric)
     mlflow.log_figure(figure, "training_curves.png")
     plt.close(figure)

@@ -1,12 +1,20 @@
 """The real pipeline, `dvc repro` in a temporary git copy with tiny params, start to finish."""
 
 import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
-from tests.helpers import TINY_PARAMS, dvc, project_copy, stages_run
+from tests.conftest import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, needs_real_data
+from tests.helpers import TINY_PARAMS, dvc, pipeline_env, project_copy, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +77,80 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
 def test_a_second_repro_reruns_nothing(reproduced):
     repo, _ = reproduced
     assert stages_run(dvc(repo, "repro").stdout) == []
+
+
+def predict(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stages.predict", *args],
+        cwd=repo,
+        env=pipeline_env(PYTHONPATH=str(repo)),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(reproduced, tmp_path):
+    repo, _ = reproduced
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    gray = np.zeros((300, 240), np.uint8)
+    gray[40:260, 30:210] = 120
+    Image.fromarray(gray).save(inputs / "grey scan.png")
+    Image.fromarray(gray).convert("RGBA").save(inputs / "rgba.png")
+    (inputs / "notes.txt").write_text("not an image")
+    (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    slice_path = next((repo / "data/raw/segmentation/kaggle_3m").glob("*/*_5.tif"))
+    result = predict(repo, str(inputs), str(slice_path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert len(table) == 4, "three images and the broken file; the .txt is not an image"
+    broken = table[table["input"].str.endswith("broken.jpg")].iloc[0]
+    assert broken["status"].startswith("skipped: ") and "not a readable image" in broken["status"]
+    for row in table[table["status"] == "ok"].itertuples():
+        mask = np.asarray(Image.open(tmp_path / "out" / row.mask))
+        source = Image.open(row.input)
+        assert mask.shape == (source.height, source.width)
+        assert set(np.unique(mask)) <= {0, 255}
+        assert (tmp_path / "out" / row.overlay).is_file()
+        assert 0.0 <= row.tumour_probability <= 1.0
+
+
+def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
+    repo, _ = reproduced
+    slices = sorted((repo / "data/raw/segmentation/kaggle_3m").glob("*/*[0-9].tif"))[:6]
+    result = predict(repo, *map(str, slices), "--out", str(tmp_path / "out"), "--no-cascade")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert table["segmented"].all()
+
+
+def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tmp_path):
+    repo, _ = reproduced
+    result = predict(repo, str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@needs_real_data
+def test_predict_on_the_real_images(reproduced, tmp_path):
+    repo, _ = reproduced
+    real = tmp_path / "real"
+    with zipfile.ZipFile(CLASSIFICATION_ARCHIVE) as bundle:
+        names = [n for n in bundle.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))][::25]
+        for name in names:
+            (real / name).parent.mkdir(parents=True, exist_ok=True)
+            (real / name).write_bytes(bundle.read(name))
+    with zipfile.ZipFile(SEGMENTATION_ARCHIVE) as bundle:
+        name = next(n for n in bundle.namelist() if n.endswith("_20.tif"))
+        (real / "slice.tif").write_bytes(bundle.read(name))
+    result = predict(repo, str(real), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert len(table) == len(names) + 1 and (table["status"] == "ok").all()
+    for row in table.itertuples():
+        with Image.open(row.input) as source:
+            assert np.asarray(Image.open(tmp_path / "out" / row.mask)).shape == (source.height, source.width)
 
 
 def test_changing_unet_epochs_reruns_only_train_unet_and_evaluate(reproduced):

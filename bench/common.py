@@ -1,0 +1,40 @@
+"""What the benchmarks share: the real archives, run through the real download and crop_split."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import merge  # noqa: E402
+
+REAL_DATA = {
+    "download": {
+        "source": "local",
+        "classification": str(SHARED / "brain-mri-images-for-brain-tumor-detection.zip"),
+        "segmentation": str(SHARED / "lgg-mri-segmentation-sample.zip"),
+    },
+    "crop_split": {
+        "image_size": 128,
+        "classification_split": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "segmentation_split": {"train": 0.625, "val": 0.125, "test": 0.25},
+    },
+}
+
+
+def run_stage(work: Path, name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
+    subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=work, env={**env, "PYTHONPATH": str(ROOT)}, check=True)
+
+
+def prepare_real_data(work: Path, changes: dict) -> None:
+    """params.yaml (the project's, with REAL_DATA and `changes` on top), then download and crop_split."""
+    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), REAL_DATA), changes)
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage(work, "download")
+    run_stage(work, "crop_split")

@@ -1,0 +1,146 @@
+"""Training throughput of each model fed three ways, on the real data, in one run.
+
+    .venv/bin/python bench/input_pipeline.py [classifier|unet|both]
+
+1. the project's tf.data pipeline (memory-mapped uint8 rows, cache, albumentations, prefetch);
+2. the same batches as in-memory tensors (the upper bound: no input work at all);
+3. a keras.utils.PyDataset that reads and decodes the original files in Python per batch
+   (the original notebook's custom batch generator): what a user would otherwise have.
+
+Each is timed over one full training epoch after a warm-up epoch (which also fills the
+cache), at 128x128. Goal: (1) at least 0.95 of (2).
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tifffile  # noqa: E402
+from common import prepare_real_data  # noqa: E402
+
+from stages.images import crop_to_brain, decode_image, resize_square  # noqa: E402
+from stages.models import build_classifier, build_unet, segmentation_loss  # noqa: E402
+from stages.pipelines import (  # noqa: E402
+    classification_dataset,
+    classifier_augmentation,
+    segmentation_dataset,
+    unet_augmentation,
+)
+
+SIZE, BATCH = 128, 8
+
+
+class FilesPerBatch(keras.utils.PyDataset):
+    """Reads, decodes, preprocesses and augments the original files in Python, batch by batch."""
+
+    def __init__(self, load, paths: list, batch_size: int, augmentation: A.Compose):
+        super().__init__()
+        self.load, self.paths, self.batch_size, self.augmentation = load, paths, batch_size, augmentation
+
+    def __len__(self) -> int:
+        return len(self.paths) // self.batch_size
+
+    def __getitem__(self, index: int):
+        images, targets = [], []
+        for item in self.paths[index * self.batch_size : (index + 1) * self.batch_size]:
+            image, target = self.load(item)
+            if isinstance(target, np.ndarray):
+                out = self.augmentation(image=image, mask=target)
+                images.append(out["image"]), targets.append((out["mask"] > 127)[..., None])
+            else:
+                images.append(self.augmentation(image=image)["image"]), targets.append([target])
+        return np.stack(images).astype(np.float32), np.stack(targets).astype(np.float32)
+
+
+def load_classification(item):
+    path, label = item
+    return resize_square(crop_to_brain(decode_image(Path(path).read_bytes(), path)), SIZE), label
+
+
+def load_segmentation(item):
+    image_path, mask_path = item
+    image = resize_square(tifffile.imread(image_path), SIZE)
+    return image, resize_square(tifffile.imread(mask_path), SIZE, cv2.INTER_NEAREST)
+
+
+def images_per_second(model: keras.Model, data, n_images: int, **fit_arguments) -> float:
+    model.fit(data, epochs=1, verbose=0, **fit_arguments)  # warm-up: graph, cache
+    start = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0, **fit_arguments)
+    return n_images / (time.perf_counter() - start)
+
+
+def compare(name: str, make_model, pipeline, files: FilesPerBatch) -> None:
+    batches = [(x.numpy(), y.numpy()) for x, y in pipeline]
+    in_memory_x = np.concatenate([x for x, _ in batches])
+    in_memory_y = np.concatenate([y for _, y in batches])
+    n = len(in_memory_x)
+    rates = {
+        "tf.data pipeline": images_per_second(make_model(), pipeline, n),
+        "in-memory tensors": images_per_second(
+            make_model(), in_memory_x, n, y=in_memory_y, batch_size=BATCH, shuffle=False
+        ),
+        "PyDataset, files per batch": images_per_second(make_model(), files, len(files) * BATCH),
+    }
+    print(f"\n{name}: {n} training images per epoch, batch {BATCH}, {SIZE}x{SIZE}")
+    for label, rate in rates.items():
+        print(f"  {label:28s} {rate:7.1f} images/s")
+    print(f"  pipeline / in-memory         {rates['tf.data pipeline'] / rates['in-memory tensors']:7.2f}")
+
+
+def compiled(model: keras.Model, loss) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    return model
+
+
+def main() -> None:
+    which = sys.argv[1] if len(sys.argv) > 1 else "both"
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        prepare_real_data(work, {})
+        processed = work / "data/processed"
+        if which in ("classifier", "both"):
+            images = np.load(processed / "classification/images.npy", mmap_mode="r")
+            manifest = pd.read_csv(processed / "classification/manifest.csv")
+            labels = manifest.sort_values("row")["label"].to_numpy()
+            train = manifest[manifest["split"] == "train"]
+            pipeline = classification_dataset(images, labels, train["row"].to_numpy(), SIZE, BATCH, 0, True, True)
+            files = FilesPerBatch(
+                load_classification,
+                list(zip(work / train["source"], train["label"], strict=True)),
+                BATCH,
+                classifier_augmentation(),
+            )
+            compare(
+                "classifier (VGG16-BN)",
+                lambda: compiled(build_classifier(SIZE, None, True, 0.3), "binary_crossentropy"),
+                pipeline,
+                files,
+            )
+        if which in ("unet", "both"):
+            slices = np.load(processed / "segmentation/slices.npy", mmap_mode="r")
+            masks = np.load(processed / "segmentation/masks.npy", mmap_mode="r")
+            manifest = pd.read_csv(processed / "segmentation/manifest.csv")
+            train = manifest[manifest["split"] == "train"]
+            pipeline = segmentation_dataset(slices, masks, train["row"].to_numpy(), SIZE, BATCH, 0, True, True)
+            pairs = list(zip(work / train["image_path"], work / train["mask_path"], strict=True))
+            files = FilesPerBatch(load_segmentation, pairs, BATCH, unet_augmentation())
+            compare(
+                "U-Net (resnet18)",
+                lambda: compiled(build_unet(SIZE, "resnet18"), segmentation_loss("jaccard")),
+                pipeline,
+                files,
+            )
+
+
+if __name__ == "__main__":
+    main()

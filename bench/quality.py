@@ -1,0 +1,105 @@
+"""Model quality on the real data in ../shared/datasets, trained from scratch on this machine.
+
+    .venv/bin/python bench/quality.py unet        # 18 patients train (15 + 3 val), 6 test, 128x128
+    .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
+
+Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
+with the params below, then scores the test split the way the evaluate stage does, and
+prints the figures with the test size and the training time.
+"""
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import prepare_real_data, run_stage  # noqa: E402
+
+TRAINING = {
+    "unet": {
+        "train_unet": {
+            "epochs": 24,
+            "batch_size": 8,
+            "image_size": 128,
+            "learning_rate": 0.001,
+            "lr_reference_batch": 8,
+            "lr_schedule": "cosine",
+            "backbone": "resnet18",
+            "loss": "bce_jaccard",
+            "restore_best": True,
+        }
+    },
+    "classifier": {
+        "train_classifier": {
+            "epochs": 30,
+            "batch_size": 16,
+            "image_size": 128,
+            "learning_rate": 0.001,
+            "lr_reference_batch": 16,
+            "lr_schedule": "cosine",
+            "batch_norm": True,
+            "dropout": 0.3,
+            "restore_best": True,
+        }
+    },
+}
+
+
+def score_unet(work: Path) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from stages.evaluate import unet_masks
+    from stages.evaluation import per_patient_scores, per_slice_summary, segmentation_scores
+    from stages.models import load_model
+
+    processed = work / "data/processed/segmentation"
+    slices = np.load(processed / "slices.npy", mmap_mode="r")
+    masks = np.load(processed / "masks.npy", mmap_mode="r")
+    manifest = pd.read_csv(processed / "manifest.csv")
+    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
+    truth = masks[test["row"].to_numpy()] > 0
+    predicted = unet_masks(load_model(str(work / "models/unet.keras")), slices, masks, test["row"].to_numpy(), 0.5)
+    per_patient = per_patient_scores(test["patient"], predicted, truth)
+    print(per_patient.to_string(index=False))
+    return segmentation_scores(per_patient, per_slice_summary(predicted, truth))
+
+
+def score_classifier(work: Path) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from stages.evaluate import classifier_probabilities
+    from stages.evaluation import best_f1_threshold, classification_scores
+    from stages.models import load_model
+
+    processed = work / "data/processed/classification"
+    images = np.load(processed / "images.npy", mmap_mode="r")
+    manifest = pd.read_csv(processed / "manifest.csv")
+    labels = manifest.sort_values("row")["label"].to_numpy()
+    model = load_model(str(work / "models/classifier.keras"))
+    rows = {split: manifest.loc[manifest["split"] == split, "row"].to_numpy() for split in ("val", "test")}
+    scores = classification_scores(labels[rows["test"]], classifier_probabilities(model, images, rows["test"]), 0.5)
+    scores["best_f1_threshold_on_val"] = best_f1_threshold(
+        labels[rows["val"]], classifier_probabilities(model, images, rows["val"])
+    )
+    return scores
+
+
+def main() -> None:
+    model = sys.argv[1] if len(sys.argv) > 1 else "unet"
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        prepare_real_data(work, TRAINING[model])
+        start = time.perf_counter()
+        run_stage(work, f"train_{model}")
+        minutes = (time.perf_counter() - start) / 60
+        scores = score_unet(work) if model == "unet" else score_classifier(work)
+    print(json.dumps({"model": model, "training_minutes": round(minutes, 1), **TRAINING[model], **scores}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
