@@ -33,13 +33,10 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
                 array = _to_uint8(picture)
     except PipelineError:
         raise
-    except (
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own limit (above ours) stops it before the size is read
+        raise PipelineError(f"{name}: larger than the {MAX_PIXELS:,} pixels we decode; downscale it first") from None
+    except (OSError, ValueError, SyntaxError) as error:
         raise PipelineError(f"{name}: not a readable image ({error}); remove or replace the file") from None
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)

@@ -96,6 +96,7 @@ class TrainCommon(Section):
     strategy: Literal["auto", "multi_worker"]
     mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
     xla: Literal["auto", "on", "off"]  # auto: on GPU only
+    register_model: bool  # register the trained model in the MLflow model registry
 
     @model_validator(mode="after")
     def _image_size_fits_models(self) -> "TrainCommon":

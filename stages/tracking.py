@@ -1,12 +1,22 @@
-"""MLflow: where runs go, what every run is tagged with, and the run context of a stage."""
+"""MLflow: where runs go, what every run is tagged with, and the run context of a stage.
+
+Each stage logs one run. The stage runs of one `dvc repro` or `dvc exp run` are grouped
+under one parent run, found through the DVC process that runs them (stages are separate
+processes, so the DVC process is what they share).
+"""
 
 import json
 import os
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mlflow
+import psutil
+import requests
 import tensorflow as tf
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from stages.errors import PipelineError
 from stages.repo import git_commit, repo_root
@@ -40,11 +50,40 @@ def device_tags() -> dict[str, str]:
     return {"device": "GPU", "gpu_count": str(len(gpus)), "gpu_name": ", ".join(names)}
 
 
+def _this_process() -> str:
+    """host:pid:start time, which tells a live run from one whose process was killed."""
+    process = psutil.Process()
+    return f"{socket.gethostname()}:{process.pid}:{process.create_time():.0f}"
+
+
+def _alive(process_tag: str) -> bool:
+    host, pid, started = process_tag.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True  # another machine's run: not ours to judge
+    try:
+        return f"{psutil.Process(int(pid)).create_time():.0f}" == started
+    except psutil.Error:
+        return False
+
+
+def mark_killed_runs(experiment_id: str, stage: str) -> None:
+    """Runs of this stage left RUNNING by a killed process become KILLED, not RUNNING forever."""
+    running = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.stage = '{stage}' and attributes.status = 'RUNNING'",
+        output_format="list",
+    )
+    for run in running:
+        if "process" in run.data.tags and not _alive(run.data.tags["process"]):
+            mlflow.MlflowClient().set_terminated(run.info.run_id, status="KILLED")
+
+
 def run_tags(stage: str) -> dict[str, str]:
     tags = {
         "stage": stage,
         "git_commit": git_commit(),
         "tensorflow_version": tf.__version__,
+        "process": _this_process(),
         **device_tags(),
     }
     if os.environ.get("DVC_EXP_NAME"):
@@ -52,7 +91,21 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
-def _use_experiment(uri: str) -> None:
+def check_reachable(uri: str) -> None:
+    """Fail at once, naming the URI, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+    except requests.RequestException as error:
+        raise PipelineError(
+            f"MLflow tracking server {uri} is unreachable ({type(error).__name__}); "
+            "start it or unset MLFLOW_TRACKING_URI to use the local store"
+        ) from None
+
+
+def _use_experiment(uri: str) -> str:
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     try:
         experiment = mlflow.get_experiment_by_name(EXPERIMENT)
@@ -61,13 +114,48 @@ def _use_experiment(uri: str) -> None:
             # `dvc exp run --temp`, whose working directory is deleted afterwards
             local = uri.startswith("sqlite:")
             location = (repo_root() / "mlartifacts").as_uri() if local else None
-            mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+            return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
     except mlflow.exceptions.MlflowException as error:
         raise PipelineError(
             f"MLflow tracking store {uri} is not usable ({str(error).splitlines()[0][:200]}); "
-            "start the server or unset MLFLOW_TRACKING_URI"
+            "fix MLFLOW_TRACKING_URI or unset it"
         ) from None
-    mlflow.set_experiment(EXPERIMENT)
+    return experiment.experiment_id
+
+
+def pipeline_execution() -> str | None:
+    """An id of the DVC command running this stage (host, pid, start time), or None outside DVC."""
+    for process in psutil.Process().parents():
+        try:
+            command = process.cmdline()
+        except psutil.Error:
+            continue
+        # `dvc repro`, `/path/bin/dvc exp run` or `python /path/bin/dvc ...`
+        if any(os.path.basename(part) == "dvc" for part in command[:2]):
+            return f"{socket.gethostname()}:{process.pid}:{process.create_time():.0f}"
+    return None
+
+
+def parent_run_id(experiment_id: str) -> str | None:
+    """The parent run of this pipeline execution, created by its first stage."""
+    execution = pipeline_execution()
+    if execution is None:
+        return None
+    found = mlflow.search_runs(
+        [experiment_id], filter_string=f"tags.pipeline_execution = '{execution}'", output_format="list"
+    )
+    if found:
+        return found[0].info.run_id
+    experiment_name = os.environ.get("DVC_EXP_NAME")
+    name = f"dvc exp run {experiment_name}" if experiment_name else f"dvc repro {time.strftime('%Y-%m-%d %H:%M')}"
+    tags = {"pipeline_execution": execution, "git_commit": git_commit(), "kind": "pipeline"}
+    if experiment_name:
+        tags["dvc_experiment"] = experiment_name
+    client = mlflow.MlflowClient()
+    # finished at once: it only groups the stage runs, which point at it
+    parent = client.create_run(experiment_id, run_name=name, tags=tags)
+    client.set_terminated(parent.info.run_id)
+    return parent.info.run_id
 
 
 @contextmanager
@@ -80,9 +168,15 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
     if not is_chief():
         yield None
         return
-    _use_experiment(tracking_uri())
+    experiment_id = _use_experiment(tracking_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
+    mark_killed_runs(experiment_id, stage)
+    tags = run_tags(stage)
+    parent = parent_run_id(experiment_id)
+    if parent:
+        tags[MLFLOW_PARENT_RUN_ID] = parent
     run_name = f"{stage} {os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else stage
-    with mlflow.start_run(run_name=run_name, tags=run_tags(stage), log_system_metrics=system_metrics) as run:
+    with mlflow.start_run(run_name=run_name, tags=tags, log_system_metrics=system_metrics) as run:
         mlflow.log_params(flatten(params))
         yield run
 
@@ -91,6 +185,6 @@ def is_chief() -> bool:
     """True unless TF_CONFIG names this process a worker other than worker 0."""
     config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     task = config.get("task", {})
-    return task.get("type", "chief") == "chief" or (
-        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})
-    )
+    if task.get("type", "chief") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})

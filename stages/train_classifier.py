@@ -67,7 +67,8 @@ def main() -> None:
         if run is not None:
             mlflow.set_tags(device_report(strategy, policy, xla))
             save_outputs(model, MODEL, history, HISTORY, metric="accuracy")
-            log_keras_model(model, next(iter(val.take(1)))[0][:2].numpy())
+            registered_name = "brain-mri-classifier" if config.register_model else None
+            log_keras_model(model, next(iter(val.take(1)))[0][:2].numpy(), registered_name)
     shutil.rmtree(backup, ignore_errors=True)
 
 

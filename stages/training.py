@@ -162,9 +162,14 @@ def save_outputs(model: keras.Model, model_path: Path, history: pd.DataFrame, hi
     plt.close(figure)
 
 
-def log_keras_model(model: keras.Model, sample: np.ndarray) -> None:
-    """Log the model in MLflow's Keras flavour, with its input and output signature."""
+def log_keras_model(model: keras.Model, sample: np.ndarray, registered_name: str | None) -> None:
+    """Log the model in MLflow's Keras flavour, with its input and output signature.
+
+    With a registered name, the model also becomes a new version in the model registry.
+    """
     signature = infer_signature(sample, model.predict(sample, verbose=0))
     # named here, since MLflow cannot infer them for a model built with segmentation-models
     requirements = [f"{name}=={version(name)}" for name in ("keras", "tensorflow-cpu", "segmentation-models")]
-    mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=requirements)
+    mlflow.keras.log_model(
+        model, name="model", signature=signature, pip_requirements=requirements, registered_model_name=registered_name
+    )

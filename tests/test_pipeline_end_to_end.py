@@ -1,6 +1,7 @@
 """The real pipeline, `dvc repro` in a temporary git copy with tiny params, start to finish."""
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,7 +15,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, needs_real_data
-from tests.helpers import TINY_PARAMS, dvc, pipeline_env, project_copy, stages_run
+from tests.helpers import ROOT, TINY_PARAMS, dvc, git, pipeline_env, project_copy, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -151,6 +152,104 @@ def test_predict_on_the_real_images(reproduced, tmp_path):
     for row in table.itertuples():
         with Image.open(row.input) as source:
             assert np.asarray(Image.open(tmp_path / "out" / row.mask)).shape == (source.height, source.width)
+
+
+VEGA = ROOT / ".cache" / "vega"
+CDN = {
+    "https://cdn.jsdelivr.net/npm/vega@5.20.2": "vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5.2.0": "vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6.18.2": "vega-embed.min.js",
+}
+
+
+@pytest.mark.skipif(
+    not shutil.which("chromium"), reason="headless check needs Debian's chromium (apt-get install chromium)"
+)
+@pytest.mark.skipif(
+    not all((VEGA / name).is_file() for name in CDN.values()),
+    reason=f"the page loads vega from a CDN, unreachable here; .ci/run puts local copies in {VEGA}",
+)
+def test_dvc_plots_show_renders_every_plot_in_chromium(reproduced, tmp_path):
+    repo, _ = reproduced
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
+    page = tmp_path / "plots" / "index.html"
+    html = page.read_text()
+    for url, name in CDN.items():  # only the CDN is replaced, by the same files from npm
+        html = html.replace(url, (VEGA / name).as_uri())
+    page.write_text(html)
+    chromium = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+        "--allow-file-access-from-files", "--virtual-time-budget=15000",
+    ]  # fmt: skip
+    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    charts = [plot for plot in declared if isinstance(plot, dict)]
+    images = [plot for plot in declared if isinstance(plot, str)]
+    assert dom.count('class="marks"') == len(charts), "every vega chart drew its marks"
+    for image in images:
+        name = "workspace_" + image.replace("/", "_")
+        assert f'src="static/{name}"' in dom and (tmp_path / "plots/static" / name).stat().st_size > 1000
+    subprocess.run(
+        [*chromium, f"--screenshot={tmp_path / 'page.png'}", page.as_uri()], capture_output=True, timeout=120
+    )
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_outputs_pushed_to_a_local_remote_come_back_after_the_cache_is_gone(reproduced, tmp_path):
+    repo, _ = reproduced
+    dvc(repo, "remote", "add", "--local", "-d", "storage", str(tmp_path / "remote"))
+    dvc(repo, "push")
+    model_bytes = (repo / "models/unet.keras").read_bytes()
+    for path in (".dvc/cache", "data/raw", "data/processed", "models/unet.keras", "models/classifier.keras"):
+        target = repo / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    dvc(repo, "pull")
+    assert (repo / "models/unet.keras").read_bytes() == model_bytes
+    assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
+
+
+def report(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(repo / "scripts/metrics_report.py"), *args],
+        cwd=repo,
+        env=pipeline_env(),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_metrics_report_shows_metric_param_and_plot_changes_against_a_ref(reproduced, tmp_path):
+    repo, _ = reproduced
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "reproduced")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["evaluate"]["threshold"] = 0.999  # almost nothing is called tumour now
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = report(repo, "HEAD")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## Metrics against `HEAD`" in result.stdout
+    assert "evaluate.threshold" in result.stdout and "0.999" in result.stdout
+    assert "metrics/evaluate/classifier.json" in result.stdout
+    assert "`metrics/evaluate/classifier_confusion.csv`" in result.stdout
+    assert (repo / "dvc_plots_diff/index.html").is_file()
+    first = git(repo, "rev-list", "--max-parents=0", "HEAD").strip()
+    without_metrics = report(repo, first, "--no-repro")
+    assert without_metrics.returncode == 0, without_metrics.stderr[-2000:]
+    assert "metrics/evaluate/segmentation.json" in without_metrics.stdout, (
+        "all metrics are new against a ref without them"
+    )
+    git(repo, "checkout", "-q", "--", "params.yaml")
+
+
+def test_metrics_report_deepens_a_shallow_clone(reproduced, tmp_path):
+    repo, _ = reproduced
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", repo.as_uri(), str(shallow)], check=True)
+    result = report(shallow, "HEAD~1", "--no-repro")
+    assert "shallow clone: fetching more history" in result.stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "## Params against `HEAD~1`" in result.stdout
 
 
 def test_changing_unet_epochs_reruns_only_train_unet_and_evaluate(reproduced):

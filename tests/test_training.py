@@ -132,7 +132,14 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert 2 <= done_before_kill < 6, "the kill came in the middle of training"
     assert not (work / "models/classifier.keras").exists(), "a killed run leaves no model"
 
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+    (killed,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
+    assert killed.info.status == "RUNNING", "a SIGKILL leaves no chance to close the run"
+
     resumed = run(work, "-m", "stages.train_classifier")
+    assert mlflow.get_run(killed.info.run_id).info.status == "KILLED", "the next run marks it KILLED"
     assert "Epoch 1/6" not in resumed.stdout
     assert f"Epoch {done_before_kill + 1}/6" in resumed.stdout or f"Epoch {done_before_kill}/6" in resumed.stdout
     history = pd.read_csv(work / "metrics/train_classifier/history.csv")

@@ -1,0 +1,95 @@
+"""Experiments the way users run them: dvc exp run, a queue of two, and one MLflow store for all."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.helpers import TINY_PARAMS, dvc, pipeline_env, project_copy, stages_run
+
+pytestmark = pytest.mark.slow
+FAST = {**TINY_PARAMS, "train_classifier": {**TINY_PARAMS["train_classifier"], "epochs": 2}}
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    """A fresh project copy: one workspace experiment, then a queue of two run with `dvc queue start`."""
+    repo = project_copy(tmp_path_factory.mktemp("experiments"), FAST)
+    workspace = dvc(
+        repo, "exp", "run", "-n", "mobilenet", "-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1"
+    )
+    dvc(repo, "exp", "run", "--queue", "-n", "queued-a", "-S", "train_unet.epochs=1")
+    dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "train_unet.epochs=2", "-S", "train_unet.loss=dice")
+    dvc(repo, "queue", "start")
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        status = dvc(repo, "queue", "status").stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        time.sleep(5)
+    return repo, workspace.stdout, status
+
+
+def test_a_workspace_experiment_runs_the_pipeline_with_the_set_params(experiments):
+    _, output, _ = experiments
+    assert "train_unet" in stages_run(output)
+
+
+def test_both_queued_experiments_succeed_and_exp_show_lists_their_metrics(experiments):
+    repo, _, status = experiments
+    assert status.count("Success") == 2, status
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    names = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for revision in experiment["revs"]:
+                names[revision["name"]] = revision["data"]
+    assert {"mobilenet", "queued-a", "queued-b"} <= set(names)
+    metrics = names["queued-b"]["metrics"]["metrics/evaluate/segmentation.json"]["data"]
+    assert isinstance(metrics["dice_mean"], float)
+    assert names["queued-b"]["params"]["params.yaml"]["data"]["train_unet"]["loss"] == "dice"
+
+
+def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments):
+    repo, _, _ = experiments
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
+    stage_runs = [run for run in runs if "stage" in run.data.tags]
+    parents = {run.info.run_id: run for run in runs if run.data.tags.get("kind") == "pipeline"}
+    for name, epochs, loss in (("queued-a", "1", "jaccard"), ("queued-b", "2", "dice")):
+        (unet,) = [
+            r for r in stage_runs if r.data.tags["stage"] == "train_unet" and r.data.tags.get("dvc_experiment") == name
+        ]
+        assert unet.info.run_name == f"train_unet {name}"
+        assert unet.data.params["epochs"] == epochs and unet.data.params["loss"] == loss
+        assert "final_val_loss" in unet.data.metrics
+        parent = parents[unet.data.tags["mlflow.parentRunId"]]
+        assert parent.data.tags["dvc_experiment"] == name
+        siblings = {
+            r.data.tags["stage"] for r in stage_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        }
+        assert siblings == {"train_classifier", "train_unet", "evaluate"}, "one parent groups one pipeline execution"
+    assert (repo / "mlartifacts").is_dir() and not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))
+
+
+def test_two_experiments_at_once_both_succeed_or_one_is_refused_by_the_lock(experiments):
+    repo, _, _ = experiments
+    command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "-S"]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    processes = [
+        subprocess.Popen([*command, f"evaluate.threshold={threshold}"], cwd=repo, env=pipeline_env(), **output)
+        for threshold in (0.4, 0.6)
+    ]
+    outputs = [process.communicate(timeout=900)[0] for process in processes]
+    codes = [process.returncode for process in processes]
+    assert codes == [0, 0] or (sorted(codes)[0] == 0 and "lock" in outputs[codes.index(max(codes))].lower()), (
+        f"{codes}\n{outputs[0][-1500:]}\n{outputs[1][-1500:]}"
+    )
+    assert dvc(repo, "exp", "show", "--json").returncode == 0, "the experiment store still reads"
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    evaluations = mlflow.search_runs(experiment_names=["brain-mri"], filter_string="tags.stage = 'evaluate'")
+    assert (evaluations["status"] == "FINISHED").sum() >= 4, "the MLflow store still reads and holds every run"
