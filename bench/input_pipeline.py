@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 import tifffile  # noqa: E402
 from common import prepare_real_data  # noqa: E402
 
+from stages.arrays import NpyRows
 from stages.images import crop_to_brain, decode_image, resize_square  # noqa: E402
 from stages.models import build_classifier, build_unet, segmentation_loss  # noqa: E402
 from stages.pipelines import (  # noqa: E402
@@ -109,7 +110,7 @@ def main() -> None:
         prepare_real_data(work, {})
         processed = work / "data/processed"
         if which in ("classifier", "both"):
-            images = np.load(processed / "classification/images.npy", mmap_mode="r")
+            images = NpyRows(processed / "classification/images.npy")
             manifest = pd.read_csv(processed / "classification/manifest.csv")
             labels = manifest.sort_values("row")["label"].to_numpy()
             train = manifest[manifest["split"] == "train"]
@@ -127,8 +128,8 @@ def main() -> None:
                 files,
             )
         if which in ("unet", "both"):
-            slices = np.load(processed / "segmentation/slices.npy", mmap_mode="r")
-            masks = np.load(processed / "segmentation/masks.npy", mmap_mode="r")
+            slices = NpyRows(processed / "segmentation/slices.npy")
+            masks = NpyRows(processed / "segmentation/masks.npy")
             manifest = pd.read_csv(processed / "segmentation/manifest.csv")
             train = manifest[manifest["split"] == "train"]
             pipeline = segmentation_dataset(slices, masks, train["row"].to_numpy(), SIZE, BATCH, 0, True, True)

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import prepare_real_data, run_stage  # noqa: E402
 
+from stages.arrays import NpyRows  # noqa: E402
+
 TRAINING = {
     "unet": {
         "train_unet": {
@@ -49,7 +51,6 @@ TRAINING = {
 
 
 def score_unet(work: Path) -> dict:
-    import numpy as np
     import pandas as pd
 
     from stages.evaluate import unet_masks
@@ -57,8 +58,8 @@ def score_unet(work: Path) -> dict:
     from stages.models import load_model
 
     processed = work / "data/processed/segmentation"
-    slices = np.load(processed / "slices.npy", mmap_mode="r")
-    masks = np.load(processed / "masks.npy", mmap_mode="r")
+    slices = NpyRows(processed / "slices.npy")
+    masks = NpyRows(processed / "masks.npy")
     manifest = pd.read_csv(processed / "manifest.csv")
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     truth = masks[test["row"].to_numpy()] > 0
@@ -69,7 +70,6 @@ def score_unet(work: Path) -> dict:
 
 
 def score_classifier(work: Path) -> dict:
-    import numpy as np
     import pandas as pd
 
     from stages.evaluate import classifier_probabilities
@@ -77,7 +77,7 @@ def score_classifier(work: Path) -> dict:
     from stages.models import load_model
 
     processed = work / "data/processed/classification"
-    images = np.load(processed / "images.npy", mmap_mode="r")
+    images = NpyRows(processed / "images.npy")
     manifest = pd.read_csv(processed / "manifest.csv")
     labels = manifest.sort_values("row")["label"].to_numpy()
     model = load_model(str(work / "models/classifier.keras"))

@@ -3,7 +3,7 @@
     .venv/bin/python bench/unet_memory.py [slices]
 
 The 24-patient sample in ../shared/datasets, processed by the real download and crop_split,
-is repeated to 3929 slices (the size of the full kaggle_3m set) in memory-mapped arrays.
+is repeated to 3929 slices (the size of the full kaggle_3m set), written by a child process.
 Then train_unet's own pipeline and model run: one full pass over the training data (which
 fills the uint8 cache, the largest thing the pipeline holds), then training steps with
 validation. Prints the peak resident memory of the process (goal: under 3 GB).
@@ -13,6 +13,7 @@ import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -22,6 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import prepare_real_data  # noqa: E402
 
+from stages.arrays import NpyRows  # noqa: E402
 from stages.models import build_unet, segmentation_loss, segmentation_metrics  # noqa: E402
 from stages.pipelines import segmentation_dataset  # noqa: E402
 
@@ -33,13 +35,20 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def repeated(source: np.ndarray, rows: int, path: Path) -> np.ndarray:
+def write_repeated(source_path: Path, rows: int, path: Path) -> None:
+    """The source's rows repeated to `rows` rows (run in a child process: the writing is not training)."""
+    source = np.load(source_path, mmap_mode="r")
     target = np.lib.format.open_memmap(path, "w+", source.dtype, (rows, *source.shape[1:]))
     for start in range(0, rows, len(source)):
         stop = min(rows, start + len(source))
         target[start:stop] = source[: stop - start]
     target.flush()
-    return np.load(path, mmap_mode="r")
+
+
+def repeated(source_path: Path, rows: int, path: Path) -> NpyRows:
+    with ProcessPoolExecutor(1) as child:
+        child.submit(write_repeated, source_path, rows, path).result()
+    return NpyRows(path)
 
 
 def main() -> None:
@@ -48,8 +57,8 @@ def main() -> None:
         work = Path(folder)
         prepare_real_data(work, {})
         processed = work / "data/processed/segmentation"
-        slices = repeated(np.load(processed / "slices.npy", mmap_mode="r"), rows, work / "slices.npy")
-        masks = repeated(np.load(processed / "masks.npy", mmap_mode="r"), rows, work / "masks.npy")
+        slices = repeated(processed / "slices.npy", rows, work / "slices.npy")
+        masks = repeated(processed / "masks.npy", rows, work / "masks.npy")
         split = pd.read_csv(processed / "manifest.csv")["split"].to_numpy()
         split = np.resize(split, rows)
         train_rows, val_rows = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")

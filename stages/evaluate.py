@@ -12,6 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from stages.arrays import NpyRows
 from stages.errors import run_stage
 from stages.evaluation import (
     best_f1_threshold,
@@ -71,7 +72,7 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
 
 def score_classifier(classifier, config) -> tuple[dict, pd.DataFrame]:
     """Test scores at the threshold param, the best-F1 threshold on val, and (label, P) per test image."""
-    images = np.load(PROCESSED / "classification/images.npy", mmap_mode="r")
+    images = NpyRows(PROCESSED / "classification/images.npy")
     manifest = pd.read_csv(PROCESSED / "classification/manifest.csv")
     labels = manifest.sort_values("row")["label"].to_numpy()
     test_rows, val_rows = split_rows(manifest, "test"), split_rows(manifest, "val")
@@ -84,8 +85,8 @@ def score_classifier(classifier, config) -> tuple[dict, pd.DataFrame]:
 
 def score_segmentation(unet, classifier, config) -> tuple[dict, pd.DataFrame, list]:
     """Per-patient and per-slice scores of the U-Net alone and through the cascade, and grid rows."""
-    slices = np.load(PROCESSED / "segmentation/slices.npy", mmap_mode="r")
-    masks = np.load(PROCESSED / "segmentation/masks.npy", mmap_mode="r")
+    slices = NpyRows(PROCESSED / "segmentation/slices.npy")
+    masks = NpyRows(PROCESSED / "segmentation/masks.npy")
     manifest = pd.read_csv(PROCESSED / "segmentation/manifest.csv")
     test = manifest[manifest["split"] == "test"].reset_index(drop=True)
     rows = test["row"].to_numpy()

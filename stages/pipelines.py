@@ -1,8 +1,8 @@
 """tf.data input pipelines: stream uint8 arrays, resize once, cache uint8, augment, batch, prefetch.
 
-The processed arrays are memory-mapped and read row by row, so the dataset is never held
-as one float array; the cache holds uint8 at training size, and augmentation runs after
-the cache so that every epoch sees new transforms.
+The processed arrays are read row by row (`stages.arrays.NpyRows`), so the dataset is
+never held as one float array; the cache holds uint8 at training size, and augmentation
+runs after the cache so that every epoch sees new transforms.
 """
 
 import threading
@@ -68,7 +68,7 @@ class SeededAugmenter:
 
 
 def _streamed(array: np.ndarray, rows: np.ndarray, size: int, interpolation: int) -> tf.data.Dataset:
-    """Rows of a (memory-mapped) uint8 array, resized to size x size, one at a time."""
+    """Rows of a uint8 array (or NpyRows), resized to size x size, one at a time."""
 
     def generate():
         for row in rows:

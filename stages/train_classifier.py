@@ -4,30 +4,24 @@ Reads data/processed/classification, writes models/classifier.keras and
 metrics/train_classifier/history.csv, and logs one MLflow run.
 """
 
-import shutil
 from pathlib import Path
 
 import keras
-import mlflow
-import numpy as np
 import pandas as pd
 
+from stages.arrays import NpyRows
 from stages.errors import run_stage
 from stages.models import build_classifier
 from stages.params import load_params
 from stages.pipelines import classification_dataset
-from stages.tracking import stage_run
 from stages.training import (
-    backup_dir,
     balanced_class_weight,
     choose_strategy,
     device_report,
-    fit,
     learning_rate,
-    log_keras_model,
-    save_outputs,
     split_rows,
     steps_per_epoch,
+    train_and_log,
     use_precision_and_xla,
 )
 
@@ -41,7 +35,7 @@ def main() -> None:
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.strategy)
     policy, xla = use_precision_and_xla(config)
-    images = np.load(DATA / "images.npy", mmap_mode="r")
+    images = NpyRows(DATA / "images.npy")
     manifest = pd.read_csv(DATA / "manifest.csv")
     labels = manifest.sort_values("row")["label"].to_numpy()
     train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "val")
@@ -61,15 +55,19 @@ def main() -> None:
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
             jit_compile=xla,
         )
-    backup = backup_dir("train_classifier", config, DATA / "manifest.csv")
-    with stage_run("train_classifier", config.model_dump(), system_metrics=True) as run:
-        history = fit(model, train, val, config, backup, tracked=run is not None)
-        if run is not None:
-            mlflow.set_tags(device_report(strategy, policy, xla))
-            save_outputs(model, MODEL, history, HISTORY, metric="accuracy")
-            registered_name = "brain-mri-classifier" if config.register_model else None
-            log_keras_model(model, next(iter(val.take(1)))[0][:2].numpy(), registered_name)
-    shutil.rmtree(backup, ignore_errors=True)
+    train_and_log(
+        "train_classifier",
+        config,
+        model,
+        train,
+        val,
+        manifest=DATA / "manifest.csv",
+        model_path=MODEL,
+        history_path=HISTORY,
+        metric="accuracy",
+        registered_name="brain-mri-classifier",
+        device=device_report(strategy, policy, xla),
+    )
 
 
 if __name__ == "__main__":

@@ -4,29 +4,23 @@ Reads data/processed/segmentation, writes models/unet.keras and
 metrics/train_unet/history.csv, and logs one MLflow run.
 """
 
-import shutil
 from pathlib import Path
 
 import keras
-import mlflow
-import numpy as np
 import pandas as pd
 
+from stages.arrays import NpyRows
 from stages.errors import run_stage
 from stages.models import build_unet, segmentation_loss, segmentation_metrics
 from stages.params import load_params
 from stages.pipelines import segmentation_dataset
-from stages.tracking import stage_run
 from stages.training import (
-    backup_dir,
     choose_strategy,
     device_report,
-    fit,
     learning_rate,
-    log_keras_model,
-    save_outputs,
     split_rows,
     steps_per_epoch,
+    train_and_log,
     use_precision_and_xla,
 )
 
@@ -40,8 +34,8 @@ def main() -> None:
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.strategy)
     policy, xla = use_precision_and_xla(config)
-    slices = np.load(DATA / "slices.npy", mmap_mode="r")
-    masks = np.load(DATA / "masks.npy", mmap_mode="r")
+    slices = NpyRows(DATA / "slices.npy")
+    masks = NpyRows(DATA / "masks.npy")
     manifest = pd.read_csv(DATA / "manifest.csv")
     train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "val")
     size, batch, seed = config.image_size, config.batch_size, config.seed
@@ -57,15 +51,19 @@ def main() -> None:
             metrics=segmentation_metrics(),
             jit_compile=xla,
         )
-    backup = backup_dir("train_unet", config, DATA / "manifest.csv")
-    with stage_run("train_unet", config.model_dump(), system_metrics=True) as run:
-        history = fit(model, train, val, config, backup, tracked=run is not None)
-        if run is not None:
-            mlflow.set_tags(device_report(strategy, policy, xla))
-            save_outputs(model, MODEL, history, HISTORY, metric="dice")
-            registered_name = "brain-mri-unet" if config.register_model else None
-            log_keras_model(model, next(iter(val.take(1)))[0][:2].numpy(), registered_name)
-    shutil.rmtree(backup, ignore_errors=True)
+    train_and_log(
+        "train_unet",
+        config,
+        model,
+        train,
+        val,
+        manifest=DATA / "manifest.csv",
+        model_path=MODEL,
+        history_path=HISTORY,
+        metric="dice",
+        registered_name="brain-mri-unet",
+        device=device_report(strategy, policy, xla),
+    )
 
 
 if __name__ == "__main__":

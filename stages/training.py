@@ -24,6 +24,7 @@ from stages.errors import PipelineError  # noqa: E402
 from stages.outputs import atomic_file  # noqa: E402
 from stages.params import TrainCommon  # noqa: E402
 from stages.repo import repo_root  # noqa: E402
+from stages.tracking import stage_run  # noqa: E402
 
 
 def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:
@@ -84,6 +85,35 @@ def backup_dir(stage: str, config: TrainCommon, data_manifest: Path) -> Path:
     """
     key = hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode() + data_manifest.read_bytes())
     return repo_root() / ".checkpoints" / f"{stage}-{key.hexdigest()[:16]}"
+
+
+def train_and_log(
+    stage: str,
+    config: TrainCommon,
+    model: keras.Model,
+    train,
+    val,
+    *,
+    manifest: Path,
+    model_path: Path,
+    history_path: Path,
+    metric: str,
+    registered_name: str,
+    device: dict[str, str],
+) -> None:
+    """Fit (resumably) inside the stage's MLflow run; then, on the chief, save and log everything.
+
+    The model is registered under `registered_name` when the params ask for it.
+    """
+    backup = backup_dir(stage, config, manifest)
+    with stage_run(stage, config.model_dump(), system_metrics=True) as run:
+        history = fit(model, train, val, config, backup, tracked=run is not None)
+        if run is not None:
+            mlflow.set_tags(device)
+            save_outputs(model, model_path, history, history_path, metric)
+            sample = next(iter(val.take(1)))[0][:2].numpy()
+            log_keras_model(model, sample, registered_name if config.register_model else None)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:

@@ -76,7 +76,7 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     assert (repo / "mlartifacts").is_dir() and not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))
 
 
-def test_two_experiments_at_once_both_succeed_or_one_is_refused_by_the_lock(experiments):
+def test_two_experiments_at_once_are_run_or_refused_by_the_lock_and_nothing_is_corrupted(experiments):
     repo, _, _ = experiments
     command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "-S"]
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
@@ -85,11 +85,12 @@ def test_two_experiments_at_once_both_succeed_or_one_is_refused_by_the_lock(expe
         for threshold in (0.4, 0.6)
     ]
     outputs = [process.communicate(timeout=900)[0] for process in processes]
-    codes = [process.returncode for process in processes]
-    assert codes == [0, 0] or (sorted(codes)[0] == 0 and "lock" in outputs[codes.index(max(codes))].lower()), (
-        f"{codes}\n{outputs[0][-1500:]}\n{outputs[1][-1500:]}"
-    )
+    for process, text in zip(processes, outputs, strict=True):
+        # DVC's lock refuses a run that would touch what the other one holds, and says so
+        assert process.returncode == 0 or "is busy, it is being blocked by" in text, text[-2000:]
     assert dvc(repo, "exp", "show", "--json").returncode == 0, "the experiment store still reads"
+    again = dvc(repo, "exp", "run", "-S", "evaluate.threshold=0.6")
+    assert "evaluate" in stages_run(again.stdout), "the next run recovers"
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     evaluations = mlflow.search_runs(experiment_names=["brain-mri"], filter_string="tags.stage = 'evaluate'")
     assert (evaluations["status"] == "FINISHED").sum() >= 4, "the MLflow store still reads and holds every run"

@@ -71,6 +71,7 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     assert "training_curves.png" in {a.path for a in client.list_artifacts(logged.info.run_id)}
     (version,) = client.search_model_versions("name = 'brain-mri-classifier'")
     assert version.run_id == logged.info.run_id
+    mlflow.set_tracking_uri(server)
     model_info = mlflow.models.get_model_info(f"models:/brain-mri-classifier/{version.version}")
     assert model_info.signature is not None and model_info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"][
         1:

@@ -58,7 +58,9 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
     repo, _ = reproduced
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
-    by_stage = {run.data.tags["stage"]: run for run in runs}
+    by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
+    (parent,) = [run for run in runs if run.data.tags.get("kind") == "pipeline"]
+    assert {run.data.tags.get("mlflow.parentRunId") for run in by_stage.values()} == {parent.info.run_id}
     assert {"train_classifier", "train_unet", "evaluate"} <= set(by_stage)
     for stage in ("train_classifier", "train_unet"):
         run = by_stage[stage]

@@ -1,0 +1,46 @@
+"""Rows of the processed .npy files, read on demand.
+
+A memory map would do the same reads, but every page it touches stays in the process's
+resident memory; the pipelines read each row once into their uint8 cache, so plain reads
+keep the process's memory to the cache itself (under 3 GB for the full LGG set at 256x256).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class NpyRows:
+    """Read-only row access to a C-ordered .npy file: `rows[i]`, `rows[[i, j]]`, `len`, `shape`."""
+
+    def __init__(self, path: Path):
+        mapped = np.load(path, mmap_mode="r")  # only for the header: shape, dtype, where data starts
+        if not mapped.flags.c_contiguous:
+            raise ValueError(f"{path}: only C-ordered arrays are supported")
+        self.path, self.shape, self.dtype, self._offset = Path(path), mapped.shape, mapped.dtype, mapped.offset
+        del mapped
+        shape, dtype = self.shape, self.dtype
+        self.ndim = len(shape)
+        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._descriptor = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _row(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"row {index} out of range for {len(self)} rows")
+        index %= len(self)
+        data = os.pread(self._descriptor, self._row_bytes, self._offset + index * self._row_bytes)
+        return np.frombuffer(data, self.dtype).reshape(self.shape[1:])
+
+    def __getitem__(self, index) -> np.ndarray:
+        if np.isscalar(index):
+            return self._row(int(index))
+        rows = [self._row(int(i)) for i in np.asarray(index).ravel()]
+        return np.stack(rows) if rows else np.empty((0, *self.shape[1:]), self.dtype)
+
+    def __del__(self):
+        if hasattr(self, "_descriptor"):
+            os.close(self._descriptor)
