@@ -73,9 +73,8 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     assert version.run_id == logged.info.run_id
     mlflow.set_tracking_uri(server)
     model_info = mlflow.models.get_model_info(f"models:/brain-mri-classifier/{version.version}")
-    assert model_info.signature is not None and model_info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"][
-        1:
-    ] == [32, 32, 3]
+    (input_spec,) = model_info.signature.inputs.to_dict()
+    assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
 
 
 def test_an_unreachable_server_fails_the_stage_at_once_naming_it(prepared):
