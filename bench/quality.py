@@ -51,6 +51,7 @@ TRAINING = {
 
 
 def score_unet(work: Path) -> dict:
+    """Test scores at the default mask threshold 0.5 and at the one that is best on val."""
     import pandas as pd
 
     from stages.evaluate import unet_masks
@@ -61,12 +62,28 @@ def score_unet(work: Path) -> dict:
     slices = NpyRows(processed / "slices.npy")
     masks = NpyRows(processed / "masks.npy")
     manifest = pd.read_csv(processed / "manifest.csv")
-    test = manifest[manifest["split"] == "test"].reset_index(drop=True)
-    truth = masks[test["row"].to_numpy()] > 0
-    predicted = unet_masks(load_model(str(work / "models/unet.keras")), slices, masks, test["row"].to_numpy(), 0.5)
-    per_patient = per_patient_scores(test["patient"], predicted, truth)
+    model = load_model(str(work / "models/unet.keras"))
+
+    def scores(split: str, threshold: float) -> tuple[pd.DataFrame, dict]:
+        part = manifest[manifest["split"] == split].reset_index(drop=True)
+        truth = masks[part["row"].to_numpy()] > 0
+        predicted = unet_masks(model, slices, masks, part["row"].to_numpy(), threshold)
+        per_patient = per_patient_scores(part["patient"], predicted, truth)
+        return per_patient, segmentation_scores(per_patient, per_slice_summary(predicted, truth))
+
+    val_dice = {t: scores("val", t)[1]["dice_mean"] for t in (0.3, 0.4, 0.5, 0.6, 0.7)}
+    best = max(val_dice, key=val_dice.get)
+    per_patient, at_default = scores("test", 0.5)
     print(per_patient.to_string(index=False))
-    return segmentation_scores(per_patient, per_slice_summary(predicted, truth))
+    per_patient_best, at_best = scores("test", best)
+    print(f"at the val-chosen mask threshold {best}:")
+    print(per_patient_best.to_string(index=False))
+    return {
+        **at_default,
+        "val_dice_by_threshold": val_dice,
+        "mask_threshold_chosen_on_val": best,
+        "test_at_val_threshold": {k: at_best[k] for k in ("dice_mean", "dice_median", "iou_mean")},
+    }
 
 
 def score_classifier(work: Path) -> dict:

@@ -88,14 +88,17 @@ def _finish(
     batch_size: int,
     drop_remainder: bool,
 ) -> tf.data.Dataset:
-    """Cache (uint8), then shuffle and augment when training, then batch and prefetch.
+    """When training: cache (uint8), shuffle and augment. Then batch, convert, prefetch.
 
+    Only the training data is cached: it is read every epoch and augmented afresh, while
+    validation data is read once an epoch straight from disk, which keeps its copy out of
+    memory. Batches are converted to float32 after batching, so that the buffers between
+    the steps hold uint8.
     `drop_remainder` drops a last, smaller batch: split across several replicas it can
     leave one of them an empty batch, which some layers (batch norm) cannot take.
     """
-    dataset = dataset.cache()
     if augmenter is not None:
-        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.cache().shuffle(n, seed=seed, reshuffle_each_iteration=True)
         dataset = tf.data.Dataset.zip(tf.data.Dataset.random(seed=seed), dataset)
 
         def augment(element_seed, pair):
@@ -113,7 +116,7 @@ def _finish(
     # the rows come from a Python generator, which cannot be split by file across workers
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     drop_remainder = drop_remainder and n >= batch_size
-    dataset = dataset.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder).map(to_model, num_parallel_calls=AUTOTUNE)
     dataset = dataset.prefetch(AUTOTUNE)
     return dataset.with_options(options)
 
@@ -142,7 +145,7 @@ def classification_dataset(
     def to_model(image, label):
         if class_weight is None:
             return tf.cast(image, tf.float32), label
-        return tf.cast(image, tf.float32), label, tf.gather(weights, tf.cast(label[0], tf.int32))
+        return tf.cast(image, tf.float32), label, tf.gather(weights, tf.cast(label[..., 0], tf.int32))
 
     dataset = tf.data.Dataset.zip(pixels, targets)
     return _finish(dataset, len(rows), augmenter, seed, to_model, batch_size, drop_remainder)

@@ -10,12 +10,13 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import mlflow
 import psutil
 import requests
 import tensorflow as tf
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from stages.errors import PipelineError
@@ -115,7 +116,7 @@ def _use_experiment(uri: str) -> str:
             local = uri.startswith("sqlite:")
             location = (repo_root() / "mlartifacts").as_uri() if local else None
             return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    except mlflow.exceptions.MlflowException as error:
+    except MlflowException as error:
         raise PipelineError(
             f"MLflow tracking store {uri} is not usable ({str(error).splitlines()[0][:200]}); "
             "fix MLFLOW_TRACKING_URI or unset it"
@@ -164,11 +165,14 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
 
     The run is opened before training starts, so an unreachable store fails the stage at
     once. Only the chief of a multi-worker cluster logs; the other workers get None.
+    A tracking server that stops answering during the run (after MLflow's own retries)
+    fails the stage with one line; the run it leaves RUNNING is marked KILLED next time.
     """
     if not is_chief():
         yield None
         return
-    experiment_id = _use_experiment(tracking_uri())
+    uri = tracking_uri()
+    experiment_id = _use_experiment(uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     mark_killed_runs(experiment_id, stage)
     tags = run_tags(stage)
@@ -176,9 +180,36 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
     if parent:
         tags[MLFLOW_PARENT_RUN_ID] = parent
     run_name = f"{stage} {os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else stage
-    with mlflow.start_run(run_name=run_name, tags=tags, log_system_metrics=system_metrics) as run:
+    run = mlflow.start_run(run_name=run_name, tags=tags, log_system_metrics=system_metrics)
+    try:
         mlflow.log_params(flatten(params))
         yield run
+    except MlflowException as error:
+        if _answers(uri):
+            mlflow.end_run("FAILED")
+            raise
+        # pop the run without MLflow's minutes of retries against a server that is gone
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        with suppress(MlflowException):
+            mlflow.end_run("FAILED")
+        raise PipelineError(
+            f"MLflow tracking server {uri} stopped answering during the {stage} run "
+            f"({str(error).splitlines()[0][:160]}); start it again and rerun: training resumes "
+            "from its last finished epoch"
+        ) from None
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run()
+
+
+def _answers(uri: str) -> bool:
+    """Whether the tracking store still answers (a local store always does)."""
+    try:
+        check_reachable(uri)
+    except PipelineError:
+        return False
+    return True
 
 
 def is_chief() -> bool:

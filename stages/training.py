@@ -122,6 +122,29 @@ def balanced_class_weight(labels: np.ndarray) -> dict[int, float]:
     return {label: len(labels) / (2 * count) for label, count in enumerate(counts) if count}
 
 
+class EpochMetricsToMlflow(keras.callbacks.Callback):
+    """Each epoch's metrics to the active MLflow run, synchronously; a resumed run's earlier epochs first.
+
+    Not mlflow.keras.MlflowCallback: it logs asynchronously and swallows logging errors, so
+    a tracking server that went away would only be noticed when training ends. Here the
+    first epoch whose metrics cannot be stored stops the run, right after that epoch's
+    state was backed up to resume from. `earlier` (a history with an `epoch` column from
+    0) is logged when training begins, so that a resumed run shows the whole curve.
+    """
+
+    def __init__(self, earlier: pd.DataFrame | None = None):
+        super().__init__()
+        self.earlier = earlier
+
+    def on_train_begin(self, logs=None):
+        if self.earlier is not None:
+            for _, row in self.earlier.drop_duplicates("epoch", keep="last").iterrows():
+                self.on_epoch_end(int(row["epoch"]), row.drop("epoch").to_dict())
+
+    def on_epoch_end(self, epoch, logs=None):
+        mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+
+
 def fit(
     model: keras.Model,
     train,
@@ -144,7 +167,8 @@ def fit(
         keras.callbacks.BackupAndRestore(str(backup / "state"), double_checkpoint=True),
     ]
     if tracked:
-        callbacks.append(mlflow.keras.MlflowCallback(log_every_epoch=True))
+        earlier = pd.read_csv(backup / "history.csv") if (backup / "history.csv").is_file() else None
+        callbacks.append(EpochMetricsToMlflow(earlier))
     patience = config.early_stopping_patience or config.epochs
     if config.early_stopping_patience or config.restore_best:
         callbacks.append(

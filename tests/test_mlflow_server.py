@@ -1,5 +1,7 @@
 """Against a real `mlflow server` on 127.0.0.1: runs, the model registry, and a server that is gone."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import requests
 import yaml
 
 from tests.helpers import merge
-from tests.test_training import SMALL, run, stage_env
+from tests.test_training import SMALL, copy_of, epochs_logged, run, stage_env
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +26,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    """`mlflow server` on 127.0.0.1:port with its store in folder, once it answers."""
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
@@ -36,18 +36,30 @@ def server(tmp_path_factory):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the server runs its workers as children
     )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{uri}/health", timeout=2).ok:
-                break
+            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok:
+                return process
         except requests.ConnectionError:
             time.sleep(0.5)
-    yield uri
-    process.terminate()
-    process.wait(timeout=30)
+    process.kill()
+    raise RuntimeError("mlflow server did not start within 120 s")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    process = start_server(tmp_path_factory.mktemp("server"), port)
+    yield f"http://127.0.0.1:{port}"
+    stop(process)
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +103,52 @@ def test_an_unreachable_server_fails_the_stage_at_once_naming_it(prepared):
     assert last.startswith("error: ") and uri in last and "Traceback" not in result.stderr
     assert "Epoch 1/" not in result.stdout, "no training time was spent"
     assert not list(prepared.glob(".checkpoints/*"))
+
+
+def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resumes(prepared, tmp_path):
+    work = copy_of(prepared, tmp_path / "work", train_classifier={"epochs": 30, "register_model": False})
+    model = work / "models/classifier.keras"
+    earlier_model = model.read_bytes() if model.exists() else None  # another test's run may have left one
+    port, store = free_port(), tmp_path / "store"
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(store, port)
+    # one quick retry instead of MLflow's default minutes of them
+    env = {**stage_env(work), "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+    training = subprocess.Popen(
+        [sys.executable, "-m", "stages.train_classifier"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and epochs_logged(work) < 2:
+        time.sleep(0.1)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
+    _, stderr = training.communicate(timeout=600)
+
+    assert training.returncode == 1
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"MLflow tracking server {uri} stopped answering" in errors[0], stderr[-2000:]
+    assert "resumes" in errors[0] and "Traceback" not in stderr
+    done_before = epochs_logged(work)
+    assert 2 <= done_before < 30, f"the server went away in the middle of training: {stderr[-3000:]}"
+    assert (model.read_bytes() if model.exists() else None) == earlier_model, "an earlier model is left as it was"
+
+    server = start_server(store, port)  # the same store comes back
+    try:
+        resumed = run(work, "-m", "stages.train_classifier", MLFLOW_TRACKING_URI=uri)
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name("brain-mri")
+        runs = {r.info.status: r for r in client.search_runs([experiment.experiment_id])}
+        losses = client.get_metric_history(runs["FINISHED"].info.run_id, "loss")
+    finally:
+        stop(server)
+    assert "Epoch 1/30" not in resumed.stdout, "the rerun resumed instead of starting over"
+    assert set(runs) == {"KILLED", "FINISHED"}, "the interrupted run is closed, not left RUNNING"
+    assert runs["KILLED"].data.params == runs["FINISHED"].data.params, "the earlier run and its params are kept"
+    assert "final_loss" in runs["FINISHED"].data.metrics
+    assert sorted(m.step for m in losses) == list(range(30)), "the resumed run shows every epoch"
+    assert model.is_file() and model.read_bytes() != earlier_model

@@ -140,6 +140,11 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
 
     resumed = run(work, "-m", "stages.train_classifier")
     assert mlflow.get_run(killed.info.run_id).info.status == "KILLED", "the next run marks it KILLED"
+    (finished,) = mlflow.search_runs(
+        experiment_names=["brain-mri"], filter_string="attributes.status = 'FINISHED'", output_format="list"
+    )
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(finished.info.run_id, "loss")]
+    assert sorted(steps) == list(range(6)), "the resumed run shows the epochs of both runs"
     assert "Epoch 1/6" not in resumed.stdout
     assert f"Epoch {done_before_kill + 1}/6" in resumed.stdout or f"Epoch {done_before_kill}/6" in resumed.stdout
     history = pd.read_csv(work / "metrics/train_classifier/history.csv")
