@@ -99,11 +99,14 @@ def score_classifier(work: Path) -> dict:
     labels = manifest.sort_values("row")["label"].to_numpy()
     model = load_model(str(work / "models/classifier.keras"))
     rows = {split: manifest.loc[manifest["split"] == split, "row"].to_numpy() for split in ("val", "test")}
-    scores = classification_scores(labels[rows["test"]], classifier_probabilities(model, images, rows["test"]), 0.5)
-    scores["best_f1_threshold_on_val"] = best_f1_threshold(
-        labels[rows["val"]], classifier_probabilities(model, images, rows["val"])
-    )
-    return scores
+    probabilities = {split: classifier_probabilities(model, images, rows[split]) for split in rows}
+    chosen = best_f1_threshold(labels[rows["val"]], probabilities["val"])
+    at_chosen = classification_scores(labels[rows["test"]], probabilities["test"], chosen)
+    return {
+        **classification_scores(labels[rows["test"]], probabilities["test"], 0.5),
+        "best_f1_threshold_on_val": chosen,
+        "test_at_val_threshold": {k: at_chosen[k] for k in ("accuracy", "precision", "recall", "f1", "confusion")},
+    }
 
 
 def main() -> None:
