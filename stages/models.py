@@ -1,7 +1,7 @@
 """The two models, each built by one function from its hyper-parameters, uncompiled.
 
-Both take float32 pixels in 0..255 and normalise them inside the model, so that training,
-evaluation and predict feed the same thing.
+Both take float32 pixels in 0..255 and scale (classifier) or standardise (U-Net) them inside
+the model, so that training, evaluation and predict feed the same thing.
 """
 
 import keras
@@ -16,11 +16,14 @@ IMAGENET_MEANS = (123.68, 116.779, 103.939)
 
 
 def _standardised(inputs: keras.KerasTensor) -> keras.KerasTensor:
-    """Each image's channels to mean 0 and variance 1 (instance normalisation).
+    """Each slice's channels to mean 0 and variance 1 (instance normalisation), for the U-Net.
 
     Scanners and sites differ in brightness and contrast far more than tumours do (in
     the LGG sample the 99th percentile of FLAIR ranges from 51 to 155 between patients);
-    standardising each image lets a model trained on a few patients meet a new one.
+    standardising each slice lets a model trained on a few patients meet a new one.
+    Not for the VGG16-BN classifier: inputs of variance 1 (rather than pixels / 255) put
+    its batch-norm moving statistics so far from the data after a few hundred steps that
+    validation predicts one class for most of a short run.
     """
     x = keras.layers.Rescaling(1 / 255)(inputs)
     return keras.layers.GroupNormalization(groups=-1, center=False, scale=False, name="standardise")(x)
@@ -32,7 +35,7 @@ def _vgg16_with_batch_norm(inputs: keras.KerasTensor) -> keras.KerasTensor:
     Plain VGG16 does not learn from scratch on a few hundred images (the loss stays at
     0.693); normalised activations let it train without ImageNet weights.
     """
-    x = _standardised(inputs)
+    x = keras.layers.Rescaling(1 / 255)(inputs)
     for block, (filters, convolutions) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, convolutions + 1):
             x = keras.layers.Conv2D(
