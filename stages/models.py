@@ -1,7 +1,7 @@
 """The two models, each built by one function from its hyper-parameters, uncompiled.
 
-Both take float32 pixels in 0..255 and scale (classifier) or standardise (U-Net) them inside
-the model, so that training, evaluation and predict feed the same thing.
+Both take float32 pixels in 0..255 and scale them inside the model, so that training,
+evaluation and predict feed the same thing.
 """
 
 import keras
@@ -13,20 +13,6 @@ from stages.errors import PipelineError
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 # ImageNet channel means (RGB) that keras' VGG16 weights were trained with
 IMAGENET_MEANS = (123.68, 116.779, 103.939)
-
-
-def _standardised(inputs: keras.KerasTensor) -> keras.KerasTensor:
-    """Each slice's channels to mean 0 and variance 1 (instance normalisation), for the U-Net.
-
-    Scanners and sites differ in brightness and contrast far more than tumours do (in
-    the LGG sample the 99th percentile of FLAIR ranges from 51 to 155 between patients);
-    standardising each slice lets a model trained on a few patients meet a new one.
-    Not for the VGG16-BN classifier: inputs of variance 1 (rather than pixels / 255) put
-    its batch-norm moving statistics so far from the data after a few hundred steps that
-    validation predicts one class for most of a short run.
-    """
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    return keras.layers.GroupNormalization(groups=-1, center=False, scale=False, name="standardise")(x)
 
 
 def _vgg16_with_batch_norm(inputs: keras.KerasTensor) -> keras.KerasTensor:
@@ -89,7 +75,7 @@ def build_unet(image_size: int, backbone: str, encoder_weights: str | None = Non
         classes=1,
         activation="sigmoid",
     )
-    probabilities = unet(_standardised(inputs))
+    probabilities = unet(keras.layers.Rescaling(1 / 255)(inputs))
     # float32 output even under mixed precision, for a stable loss
     outputs = keras.layers.Activation("linear", dtype="float32", name="tumour_probability")(probabilities)
     model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
