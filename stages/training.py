@@ -136,10 +136,22 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
         super().__init__()
         self.earlier = earlier
 
-    def on_train_begin(self, logs=None):
-        if self.earlier is not None:
-            for _, row in self.earlier.drop_duplicates("epoch", keep="last").iterrows():
-                self.on_epoch_end(int(row["epoch"]), row.drop("epoch").to_dict())
+    def on_epoch_begin(self, epoch, logs=None):
+        self._log_earlier(before=epoch)
+
+    def on_train_end(self, logs=None):
+        self._log_earlier(before=None)  # a run resumed after its last epoch trains none
+
+    def _log_earlier(self, before: int | None) -> None:
+        """Once: the earlier run's epochs up to the one training resumes at (which it reruns)."""
+        if self.earlier is None:
+            return
+        earlier = self.earlier.drop_duplicates("epoch", keep="last")
+        if before is not None:
+            earlier = earlier[earlier["epoch"] < before]
+        for _, row in earlier.iterrows():
+            self.on_epoch_end(int(row["epoch"]), row.drop("epoch").to_dict())
+        self.earlier = None
 
     def on_epoch_end(self, epoch, logs=None):
         mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
