@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
 from stages.errors import PipelineError  # noqa: E402
+from stages.multi_worker import enable_keras_multi_worker  # noqa: E402
 from stages.outputs import atomic_file  # noqa: E402
 from stages.params import TrainCommon  # noqa: E402
 from stages.repo import repo_root  # noqa: E402
@@ -33,19 +34,14 @@ def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:
 
 def choose_strategy(kind: str) -> tf.distribute.Strategy:
     """`auto`: MirroredStrategy over all GPUs (or over several logical CPUs, when configured),
-    else the default strategy; `multi_worker`: MultiWorkerMirroredStrategy from TF_CONFIG.
-
-    Keras 3's `Model.fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585,
-    open: "Attempt to convert a value (PerReplica...)"), so `multi_worker` is refused before
-    any work rather than crashing in the first step.
+    else the default strategy; `multi_worker`: MultiWorkerMirroredStrategy from TF_CONFIG,
+    with Keras' trainer fixed for it (stages.multi_worker, keras-team/keras#20585).
     """
     if kind == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise PipelineError("strategy multi_worker needs TF_CONFIG describing the cluster; set it or use auto")
-        raise PipelineError(
-            f"strategy multi_worker: Keras {keras.__version__} cannot fit under MultiWorkerMirroredStrategy "
-            "(keras-team/keras#20585); use strategy auto (all GPUs of one machine)"
-        )
+        enable_keras_multi_worker()
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if gpus:
@@ -233,7 +229,9 @@ def log_keras_model(model: keras.Model, sample: np.ndarray, registered_name: str
 
     With a registered name, the model also becomes a new version in the model registry.
     """
-    signature = infer_signature(sample, model.predict(sample, verbose=0))
+    # a plain call, not model.predict: under multi_worker, predict gathers across workers,
+    # and only the chief gets here
+    signature = infer_signature(sample, keras.ops.convert_to_numpy(model(sample, training=False)))
     # named here, since MLflow cannot infer them for a model built with segmentation-models
     requirements = [f"{name}=={version(name)}" for name in ("keras", "tensorflow-cpu", "segmentation-models")]
     mlflow.keras.log_model(

@@ -87,23 +87,49 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_multi_worker_is_refused_before_training_with_the_reason(prepared, tmp_path):
-    """Keras 3 cannot fit under MultiWorkerMirroredStrategy (keras-team/keras#20585, open):
-    two real workers on 127.0.0.1 crash in the first step, so the stage refuses at once."""
-    work = copy_of(prepared, tmp_path / "work", train_classifier={"strategy": "multi_worker"})
+@pytest.mark.parametrize("stage", ["train_classifier", "train_unet"])
+def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(prepared, tmp_path, stage):
+    """Two real workers on 127.0.0.1, each in its own copy of the project (as on two machines):
+    both finish; the chief (worker 0) alone writes the model and the MLflow run."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
-    config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    works, workers = [], []
+    for index in range(2):
+        work = copy_of(prepared, tmp_path / f"worker{index}", **{stage: {"strategy": "multi_worker"}})
+        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        works.append(work)
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", f"stages.{stage}"],
+                cwd=work,
+                env=stage_env(work, TF_CONFIG=config),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outcomes = [worker.communicate(timeout=900) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [err[-3000:] for _, err in outcomes]
+    chief, other = works
+    model = "classifier" if stage == "train_classifier" else "unet"
+    assert (chief / f"models/{model}.keras").is_file() and not (other / "models").exists()
+    assert not (other / "mlflow.db").exists()
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{chief / 'mlflow.db'}")
+    (run_info,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
+    assert run_info.info.status == "FINISHED" and run_info.data.tags["replicas"] == "2"
+    history = pd.read_csv(chief / f"metrics/{stage}/history.csv")
+    assert len(history) == 2 and history[["loss", "val_loss"]].notna().all().all()
+
+
+def test_multi_worker_without_tf_config_is_refused_with_the_fix(prepared, tmp_path):
+    work = copy_of(prepared, tmp_path / "work", train_classifier={"strategy": "multi_worker"})
     result = subprocess.run(
-        [sys.executable, "-m", "stages.train_classifier"],
-        cwd=work,
-        env=stage_env(work, TF_CONFIG=config),
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-m", "stages.train_classifier"], cwd=work, env=stage_env(work), capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert "keras-team/keras#20585" in result.stderr and "Traceback" not in result.stderr
-    assert not (work / "models").exists() and not (work / "mlflow.db").exists()
+    assert "needs TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
+    assert not (work / "models").exists()
 
 
 def epochs_logged(work: Path) -> int:
