@@ -7,8 +7,11 @@
 3. a keras.utils.PyDataset that reads and decodes the original files in Python per batch
    (the original notebook's custom batch generator): what a user would otherwise have.
 
-Each is timed over one full training epoch after a warm-up epoch (which also fills the
-cache), at 128x128. Goal: (1) at least 0.95 of (2).
+After a warm-up epoch each (which also fills the cache), the three take turns for
+ROUNDS full training epochs, at 128x128. This shared machine's speed jumps between phases
+over minutes; taking turns spreads them over all three, and each feed is rated by its
+fastest epoch (as timeit advises: slower ones measure the machine, not the code), with the
+median beside it. Goal: (1) at least 0.95 of (2).
 """
 
 import sys
@@ -37,6 +40,7 @@ from stages.pipelines import (  # noqa: E402
 )
 
 SIZE, BATCH = 128, 8
+ROUNDS = 3
 
 
 class FilesPerBatch(keras.utils.PyDataset):
@@ -72,11 +76,10 @@ def load_segmentation(item):
     return image, resize_square(tifffile.imread(mask_path), SIZE, cv2.INTER_NEAREST)
 
 
-def images_per_second(model: keras.Model, data, n_images: int, **fit_arguments) -> float:
-    model.fit(data, epochs=1, verbose=0, **fit_arguments)  # warm-up: graph, cache
+def epoch_seconds(model: keras.Model, data, **fit_arguments) -> float:
     start = time.perf_counter()
     model.fit(data, epochs=1, verbose=0, **fit_arguments)
-    return n_images / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def compare(name: str, make_model, pipeline, files: FilesPerBatch) -> None:
@@ -84,17 +87,28 @@ def compare(name: str, make_model, pipeline, files: FilesPerBatch) -> None:
     in_memory_x = np.concatenate([x for x, _ in batches])
     in_memory_y = np.concatenate([y for _, y in batches])
     n = len(in_memory_x)
-    rates = {
-        "tf.data pipeline": images_per_second(make_model(), pipeline, n),
-        "in-memory tensors": images_per_second(
-            make_model(), in_memory_x, n, y=in_memory_y, batch_size=BATCH, shuffle=False
-        ),
-        "PyDataset, files per batch": images_per_second(make_model(), files, len(files) * BATCH),
+    feeds = {
+        "tf.data pipeline": (make_model(), pipeline, {}, n),
+        "in-memory tensors": (make_model(), in_memory_x, {"y": in_memory_y, "batch_size": BATCH, "shuffle": False}, n),
+        "PyDataset, files per batch": (make_model(), files, {}, len(files) * BATCH),
     }
-    print(f"\n{name}: {n} training images per epoch, batch {BATCH}, {SIZE}x{SIZE}")
-    for label, rate in rates.items():
-        print(f"  {label:28s} {rate:7.1f} images/s")
-    print(f"  pipeline / in-memory         {rates['tf.data pipeline'] / rates['in-memory tensors']:7.2f}")
+    for model, data, arguments, _ in feeds.values():
+        epoch_seconds(model, data, **arguments)  # warm-up: graph, cache
+    seconds = {label: [] for label in feeds}
+    for _ in range(ROUNDS):
+        for label, (model, data, arguments, _) in feeds.items():
+            seconds[label].append(epoch_seconds(model, data, **arguments))
+    fastest = {label: feeds[label][3] / min(times) for label, times in seconds.items()}
+    median = {label: feeds[label][3] / float(np.median(times)) for label, times in seconds.items()}
+    print(f"\n{name}: {n} training images per epoch, batch {BATCH}, {SIZE}x{SIZE}, {ROUNDS} epochs each")
+    for label in feeds:
+        epochs = ", ".join(f"{feeds[label][3] / t:.1f}" for t in seconds[label])
+        print(f"  {label:28s} fastest {fastest[label]:5.1f}  median {median[label]:5.1f} images/s  (epochs: {epochs})")
+    pipeline, in_memory = "tf.data pipeline", "in-memory tensors"
+    print(
+        f"  pipeline / in-memory         fastest {fastest[pipeline] / fastest[in_memory]:5.2f}"
+        f"  median {median[pipeline] / median[in_memory]:5.2f}"
+    )
 
 
 def compiled(model: keras.Model, loss) -> keras.Model:
