@@ -7,11 +7,12 @@
 3. a keras.utils.PyDataset that reads and decodes the original files in Python per batch
    (the original notebook's custom batch generator): what a user would otherwise have.
 
-After a warm-up epoch each (which also fills the cache), the three take turns for
-ROUNDS full training epochs, at 128x128. This shared machine's speed jumps between phases
-over minutes; taking turns spreads them over all three, and each feed is rated by its
-fastest epoch (as timeit advises: slower ones measure the machine, not the code), with the
-median beside it. Goal: (1) at least 0.95 of (2).
+After a warm-up (which also fills the pipeline's cache), the three take turns for ROUNDS
+rounds, each feed training for a short stretch of steps per round (the order reversed every
+other round), at 128x128. This shared machine's speed jumps between phases over minutes, so
+one long epoch per feed compares phases, not feeds. Short stretches taken in turn put the
+pipeline and the in-memory feed side by side in each round; their ratio per round is the
+figure, summarised by its median. Goal: the pipeline at least 0.95 of the in-memory rate.
 """
 
 import sys
@@ -26,6 +27,7 @@ import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tifffile  # noqa: E402
 from common import prepare_real_data  # noqa: E402
 
@@ -40,7 +42,7 @@ from stages.pipelines import (  # noqa: E402
 )
 
 SIZE, BATCH = 128, 8
-ROUNDS = 3
+ROUNDS = 8
 
 
 class FilesPerBatch(keras.utils.PyDataset):
@@ -76,38 +78,41 @@ def load_segmentation(item):
     return image, resize_square(tifffile.imread(mask_path), SIZE, cv2.INTER_NEAREST)
 
 
-def epoch_seconds(model: keras.Model, data, **fit_arguments) -> float:
+def chunk_seconds(model: keras.Model, data, steps: int) -> float:
     start = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0, **fit_arguments)
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
     return time.perf_counter() - start
 
 
-def compare(name: str, make_model, pipeline, files: FilesPerBatch) -> None:
-    batches = [(x.numpy(), y.numpy()) for x, y in pipeline]
-    in_memory_x = np.concatenate([x for x, _ in batches])
-    in_memory_y = np.concatenate([y for _, y in batches])
-    n = len(in_memory_x)
+def compare(name: str, make_model, pipeline: tf.data.Dataset, files: FilesPerBatch, chunk_images: int) -> None:
+    batches = [(x.numpy(), y.numpy()) for x, y in pipeline]  # also fills the pipeline's cache
+    in_memory = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(np.stack([x for x, _ in batches])), tf.constant(np.stack([y for _, y in batches])))
+    )
+    steps = chunk_images // BATCH
     feeds = {
-        "tf.data pipeline": (make_model(), pipeline, {}, n),
-        "in-memory tensors": (make_model(), in_memory_x, {"y": in_memory_y, "batch_size": BATCH, "shuffle": False}, n),
-        "PyDataset, files per batch": (make_model(), files, {}, len(files) * BATCH),
+        "tf.data pipeline": (make_model(), pipeline.repeat()),
+        "in-memory tensors": (make_model(), in_memory.repeat()),
+        "PyDataset, files per batch": (make_model(), files),
     }
-    for model, data, arguments, _ in feeds.values():
-        epoch_seconds(model, data, **arguments)  # warm-up: graph, cache
+    for model, data in feeds.values():
+        chunk_seconds(model, data, steps)  # warm-up: graph, first batches
     seconds = {label: [] for label in feeds}
-    for _ in range(ROUNDS):
-        for label, (model, data, arguments, _) in feeds.items():
-            seconds[label].append(epoch_seconds(model, data, **arguments))
-    fastest = {label: feeds[label][3] / min(times) for label, times in seconds.items()}
-    median = {label: feeds[label][3] / float(np.median(times)) for label, times in seconds.items()}
-    print(f"\n{name}: {n} training images per epoch, batch {BATCH}, {SIZE}x{SIZE}, {ROUNDS} epochs each")
-    for label in feeds:
-        epochs = ", ".join(f"{feeds[label][3] / t:.1f}" for t in seconds[label])
-        print(f"  {label:28s} fastest {fastest[label]:5.1f}  median {median[label]:5.1f} images/s  (epochs: {epochs})")
-    pipeline, in_memory = "tf.data pipeline", "in-memory tensors"
+    for round_number in range(ROUNDS):
+        order = list(feeds) if round_number % 2 == 0 else list(reversed(feeds))
+        for label in order:
+            seconds[label].append(chunk_seconds(*feeds[label], steps))
+    rates = {label: chunk_images / np.array(times) for label, times in seconds.items()}
+    pipeline_label, in_memory_label = "tf.data pipeline", "in-memory tensors"
+    paired = rates[pipeline_label] / rates[in_memory_label]
+    fastest = rates[pipeline_label].max() / rates[in_memory_label].max()
+    print(f"\n{name}: {ROUNDS} rounds of {chunk_images} training images per feed, batch {BATCH}, {SIZE}x{SIZE}")
+    for label, rate in rates.items():
+        chunks = ", ".join(f"{r:.1f}" for r in rate)
+        print(f"  {label:28s} median {np.median(rate):5.1f}  fastest {rate.max():5.1f} images/s  (rounds: {chunks})")
     print(
-        f"  pipeline / in-memory         fastest {fastest[pipeline] / fastest[in_memory]:5.2f}"
-        f"  median {median[pipeline] / median[in_memory]:5.2f}"
+        f"  pipeline / in-memory         median of rounds {np.median(paired):.2f}"
+        f" (rounds {paired.min():.2f} to {paired.max():.2f}), fastest {fastest:.2f}"
     )
 
 
@@ -140,6 +145,7 @@ def main() -> None:
                 lambda: compiled(build_classifier(SIZE, None, True, 0.3), "binary_crossentropy"),
                 pipeline,
                 files,
+                chunk_images=96,  # 12 steps, about 20 s
             )
         if which in ("unet", "both"):
             slices = NpyRows(processed / "segmentation/slices.npy")
@@ -154,6 +160,7 @@ def main() -> None:
                 lambda: compiled(build_unet(SIZE, "resnet18"), segmentation_loss("jaccard")),
                 pipeline,
                 files,
+                chunk_images=192,  # 24 steps, about 15 to 30 s
             )
 
 
