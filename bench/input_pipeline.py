@@ -9,8 +9,8 @@
 
 After a warm-up (which also fills the pipeline's cache), the three take turns for ROUNDS
 rounds, each feed training for a short stretch of steps per round (the order reversed every
-other round), at 128x128. This shared machine's speed jumps between phases over minutes, so
-one long epoch per feed compares phases, not feeds. Short stretches taken in turn put the
+other round), at 128x128. This shared machine's speed jumps between phases, at times within
+seconds, so one long epoch per feed compares phases, not feeds. Short stretches taken in turn put the
 pipeline and the in-memory feed side by side in each round; their ratio per round is the
 figure, summarised by its median. Goal: the pipeline at least 0.95 of the in-memory rate.
 """
@@ -78,38 +78,38 @@ def load_segmentation(item):
     return image, resize_square(tifffile.imread(mask_path), SIZE, cv2.INTER_NEAREST)
 
 
-def chunk_seconds(model: keras.Model, data, steps: int) -> float:
+def stretch_seconds(model: keras.Model, data, steps: int) -> float:
     start = time.perf_counter()
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
     return time.perf_counter() - start
 
 
-def compare(name: str, make_model, pipeline: tf.data.Dataset, files: FilesPerBatch, chunk_images: int) -> None:
+def compare(name: str, make_model, pipeline: tf.data.Dataset, files: FilesPerBatch, stretch_images: int) -> None:
     batches = [(x.numpy(), y.numpy()) for x, y in pipeline]  # also fills the pipeline's cache
     in_memory = tf.data.Dataset.from_tensor_slices(
         (tf.constant(np.stack([x for x, _ in batches])), tf.constant(np.stack([y for _, y in batches])))
     )
-    steps = chunk_images // BATCH
+    steps = stretch_images // BATCH
     feeds = {
         "tf.data pipeline": (make_model(), pipeline.repeat()),
         "in-memory tensors": (make_model(), in_memory.repeat()),
         "PyDataset, files per batch": (make_model(), files),
     }
     for model, data in feeds.values():
-        chunk_seconds(model, data, steps)  # warm-up: graph, first batches
+        stretch_seconds(model, data, steps)  # warm-up: graph, first batches
     seconds = {label: [] for label in feeds}
     for round_number in range(ROUNDS):
         order = list(feeds) if round_number % 2 == 0 else list(reversed(feeds))
         for label in order:
-            seconds[label].append(chunk_seconds(*feeds[label], steps))
-    rates = {label: chunk_images / np.array(times) for label, times in seconds.items()}
+            seconds[label].append(stretch_seconds(*feeds[label], steps))
+    rates = {label: stretch_images / np.array(times) for label, times in seconds.items()}
     pipeline_label, in_memory_label = "tf.data pipeline", "in-memory tensors"
     paired = rates[pipeline_label] / rates[in_memory_label]
     fastest = rates[pipeline_label].max() / rates[in_memory_label].max()
-    print(f"\n{name}: {ROUNDS} rounds of {chunk_images} training images per feed, batch {BATCH}, {SIZE}x{SIZE}")
+    print(f"\n{name}: {ROUNDS} rounds of {stretch_images} training images per feed, batch {BATCH}, {SIZE}x{SIZE}")
     for label, rate in rates.items():
-        chunks = ", ".join(f"{r:.1f}" for r in rate)
-        print(f"  {label:28s} median {np.median(rate):5.1f}  fastest {rate.max():5.1f} images/s  (rounds: {chunks})")
+        per_round = ", ".join(f"{r:.1f}" for r in rate)
+        print(f"  {label:28s} median {np.median(rate):5.1f}  fastest {rate.max():5.1f} images/s  (rounds: {per_round})")
     print(
         f"  pipeline / in-memory         median of rounds {np.median(paired):.2f}"
         f" (rounds {paired.min():.2f} to {paired.max():.2f}), fastest {fastest:.2f}"
@@ -145,7 +145,7 @@ def main() -> None:
                 lambda: compiled(build_classifier(SIZE, None, True, 0.3), "binary_crossentropy"),
                 pipeline,
                 files,
-                chunk_images=96,  # 12 steps, about 20 s
+                stretch_images=96,  # 12 steps, about 20 s
             )
         if which in ("unet", "both"):
             slices = NpyRows(processed / "segmentation/slices.npy")
@@ -160,7 +160,7 @@ def main() -> None:
                 lambda: compiled(build_unet(SIZE, "resnet18"), segmentation_loss("jaccard")),
                 pipeline,
                 files,
-                chunk_images=192,  # 24 steps, about 15 to 30 s
+                stretch_images=192,  # 24 steps, about 15 to 30 s
             )
 
 
