@@ -2,12 +2,19 @@
 
     .venv/bin/python bench/quality.py unet        # 18 patients train (15 + 3 val), 6 test, 128x128
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
+    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, about 100 min
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
 prints the figures with the test size and the training time.
+
+With --folds K the U-Net is trained K times: the patients are dealt into K groups, each group
+is the test split once, and 3 patients of the next group are the validation split. Every
+patient is then scored by a model that never saw it, so the mean over all patients says more
+than one split's 6 patients do.
 """
 
+import argparse
 import json
 import sys
 import tempfile
@@ -16,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from common import prepare_real_data, run_stage  # noqa: E402
 
 from stages.arrays import NpyRows  # noqa: E402
@@ -52,8 +61,6 @@ TRAINING = {
 
 def score_unet(work: Path) -> dict:
     """Test scores at the default mask threshold 0.5 and at the one that is best on val."""
-    import pandas as pd
-
     from stages.evaluate import unet_masks
     from stages.evaluation import per_patient_scores, per_slice_summary, segmentation_scores
     from stages.models import load_model
@@ -80,6 +87,7 @@ def score_unet(work: Path) -> dict:
     print(per_patient_best.to_string(index=False))
     return {
         **at_default,
+        "per_patient": per_patient,
         "val_dice_by_threshold": val_dice,
         "mask_threshold_chosen_on_val": best,
         "test_at_val_threshold": {k: at_best[k] for k in ("dice_mean", "dice_median", "iou_mean")},
@@ -87,8 +95,6 @@ def score_unet(work: Path) -> dict:
 
 
 def score_classifier(work: Path) -> dict:
-    import pandas as pd
-
     from stages.evaluate import classifier_probabilities
     from stages.evaluation import best_f1_threshold, classification_scores
     from stages.models import load_model
@@ -109,16 +115,64 @@ def score_classifier(work: Path) -> dict:
     }
 
 
+def patient_folds(patients: list[str], folds: int, seed: int = 42) -> list[list[str]]:
+    """The patients shuffled once and dealt into `folds` groups of nearly equal size."""
+    order = np.random.default_rng(seed).permutation(sorted(patients))
+    return [sorted(order[k::folds]) for k in range(folds)]
+
+
+def assign_fold(manifest: pd.DataFrame, groups: list[list[str]], fold: int, val_patients: int = 3) -> pd.Series:
+    """Each slice's split for one fold: test = group `fold`, val = the first patients of the next group."""
+    test, val = set(groups[fold]), set(groups[(fold + 1) % len(groups)][:val_patients])
+    return manifest["patient"].map(lambda p: "test" if p in test else "val" if p in val else "train")
+
+
+def cross_validate_unet(work: Path, folds: int) -> dict:
+    manifest_path = work / "data/processed/segmentation/manifest.csv"
+    manifest = pd.read_csv(manifest_path)
+    groups = patient_folds(manifest["patient"].unique().tolist(), folds)
+    per_patient, fold_means, minutes = [], [], []
+    for fold in range(folds):
+        manifest.assign(split=assign_fold(manifest, groups, fold)).to_csv(manifest_path, index=False)
+        print(f"fold {fold + 1}/{folds}: test patients {', '.join(groups[fold])}", flush=True)
+        start = time.perf_counter()
+        run_stage(work, "train_unet")
+        minutes.append(round((time.perf_counter() - start) / 60, 1))
+        scores = score_unet(work)
+        fold_means.append(round(scores["dice_mean"], 3))
+        per_patient.append(scores["per_patient"].assign(fold=fold + 1))
+    everyone = pd.concat(per_patient, ignore_index=True)
+    print(everyone.to_string(index=False))
+    return {
+        "folds": folds,
+        "patients": len(everyone),
+        "dice_mean_over_patients": round(float(everyone["dice"].mean()), 3),
+        "dice_median_over_patients": round(float(everyone["dice"].median()), 3),
+        "dice_mean_by_fold": fold_means,
+        "training_minutes_by_fold": minutes,
+    }
+
+
 def main() -> None:
-    model = sys.argv[1] if len(sys.argv) > 1 else "unet"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=sorted(TRAINING), nargs="?", default="unet")
+    parser.add_argument("--folds", type=int, default=0, help="U-Net only: patient-wise cross-validation with K folds")
+    args = parser.parse_args()
+    if args.folds and (args.model != "unet" or args.folds < 2):
+        parser.error("--folds needs the unet model and at least 2 folds")
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        prepare_real_data(work, TRAINING[model])
+        prepare_real_data(work, TRAINING[args.model])
+        if args.folds:
+            print(json.dumps({"model": "unet", **TRAINING["unet"], **cross_validate_unet(work, args.folds)}, indent=2))
+            return
         start = time.perf_counter()
-        run_stage(work, f"train_{model}")
+        run_stage(work, f"train_{args.model}")
         minutes = (time.perf_counter() - start) / 60
-        scores = score_unet(work) if model == "unet" else score_classifier(work)
-    print(json.dumps({"model": model, "training_minutes": round(minutes, 1), **TRAINING[model], **scores}, indent=2))
+        scores = score_unet(work) if args.model == "unet" else score_classifier(work)
+    scores.pop("per_patient", None)
+    report = {"model": args.model, "training_minutes": round(minutes, 1), **TRAINING[args.model], **scores}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
