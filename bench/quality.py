@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/quality.py unet        # 18 patients train (15 + 3 val), 6 test, 128x128
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
-    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, about 100 min
+    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, 80 to 100 min
+    .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0.3  # one param changed
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
-prints the figures with the test size and the training time.
+prints the figures with the test size and the training time. `-S section.key=value` changes
+one of those params (as `dvc exp run -S` does), to try a recipe on the same data and split.
 
 With --folds K the U-Net is trained K times: the patients are dealt into K groups, each group
 is the test split once, and 3 patients of the next group are the validation split. Every
 patient is then scored by a model that never saw it, so the mean over all patients says more
-than one split's 6 patients do.
+than one split's 6 patients do. `--first N` runs only the first N folds, when time is short.
 """
 
 import argparse
@@ -25,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from common import prepare_real_data, run_stage  # noqa: E402
+import yaml  # noqa: E402
+from common import merge, prepare_real_data, run_stage  # noqa: E402
 
 from stages.arrays import NpyRows  # noqa: E402
 
@@ -127,12 +130,12 @@ def assign_fold(manifest: pd.DataFrame, groups: list[list[str]], fold: int, val_
     return manifest["patient"].map(lambda p: "test" if p in test else "val" if p in val else "train")
 
 
-def cross_validate_unet(work: Path, folds: int) -> dict:
+def cross_validate_unet(work: Path, folds: int, first: int) -> dict:
     manifest_path = work / "data/processed/segmentation/manifest.csv"
     manifest = pd.read_csv(manifest_path)
     groups = patient_folds(manifest["patient"].unique().tolist(), folds)
     per_patient, fold_means, minutes = [], [], []
-    for fold in range(folds):
+    for fold in range(first):
         manifest.assign(split=assign_fold(manifest, groups, fold)).to_csv(manifest_path, index=False)
         print(f"fold {fold + 1}/{folds}: test patients {', '.join(groups[fold])}", flush=True)
         start = time.perf_counter()
@@ -145,6 +148,7 @@ def cross_validate_unet(work: Path, folds: int) -> dict:
     print(everyone.to_string(index=False))
     return {
         "folds": folds,
+        "folds_run": first,
         "patients": len(everyone),
         "dice_mean_over_patients": round(float(everyone["dice"].mean()), 3),
         "dice_median_over_patients": round(float(everyone["dice"].median()), 3),
@@ -153,25 +157,44 @@ def cross_validate_unet(work: Path, folds: int) -> dict:
     }
 
 
+def param_change(text: str) -> dict:
+    """`section.key=value` (the value read as YAML) as a nested dict."""
+    path, separator, value = text.partition("=")
+    if not separator or "." not in path:
+        raise argparse.ArgumentTypeError(f"{text!r}: write a param change as section.key=value")
+    change = yaml.safe_load(value)
+    for key in reversed(path.split(".")):
+        change = {key: change}
+    return change
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(TRAINING), nargs="?", default="unet")
+    parser.add_argument("-S", "--set", type=param_change, action="append", default=[], help="section.key=value")
     parser.add_argument("--folds", type=int, default=0, help="U-Net only: patient-wise cross-validation with K folds")
+    parser.add_argument("--first", type=int, help="with --folds: run only the first N folds")
     args = parser.parse_args()
     if args.folds and (args.model != "unet" or args.folds < 2):
         parser.error("--folds needs the unet model and at least 2 folds")
+    if args.first is not None and not 1 <= args.first <= args.folds:
+        parser.error("--first needs --folds K and a value from 1 to K")
+    first = args.first or args.folds
+    params = TRAINING[args.model]
+    for change in args.set:
+        params = merge(params, change)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        prepare_real_data(work, TRAINING[args.model])
+        prepare_real_data(work, params)
         if args.folds:
-            print(json.dumps({"model": "unet", **TRAINING["unet"], **cross_validate_unet(work, args.folds)}, indent=2))
+            print(json.dumps({"model": "unet", **params, **cross_validate_unet(work, args.folds, first)}, indent=2))
             return
         start = time.perf_counter()
         run_stage(work, f"train_{args.model}")
         minutes = (time.perf_counter() - start) / 60
         scores = score_unet(work) if args.model == "unet" else score_classifier(work)
     scores.pop("per_patient", None)
-    report = {"model": args.model, "training_minutes": round(minutes, 1), **TRAINING[args.model], **scores}
+    report = {"model": args.model, "training_minutes": round(minutes, 1), **params, **scores}
     print(json.dumps(report, indent=2))
 
 

@@ -9,9 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from stages.layouts import FLAIR  # noqa: E402  (the channel that shows the tumour)
 from stages.outputs import atomic_file  # noqa: E402
-
-FLAIR = 1  # channel of the LGG slices that shows the tumour
 
 
 def save_png(figure: plt.Figure, path: Path) -> None:

@@ -15,6 +15,8 @@ from stages.errors import PipelineError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif"}
 LABELS = {"yes": 1, "no": 0}
+# channels of an LGG slice; kaggle_3m stores a sequence a patient lacks as a copy of FLAIR
+PRE_CONTRAST, FLAIR, POST_CONTRAST = 0, 1, 2
 SLICE_NAME = re.compile(r"^(?P<folder>.+)_(?P<slice>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 
 

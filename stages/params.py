@@ -123,6 +123,7 @@ class TrainUnet(TrainCommon):
     backbone: Literal[SEGMENTATION_BACKBONES]  # type: ignore[valid-type]
     encoder_weights: Literal["imagenet"] | None
     loss: Literal["jaccard", "bce_jaccard", "dice"]
+    missing_sequence_p: float = Field(ge=0, le=1)
 
 
 class Evaluate(Section):

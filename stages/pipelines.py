@@ -5,6 +5,7 @@ never held as one float array; the cache holds uint8 at training size, and augme
 runs after the cache so that every epoch sees new transforms.
 """
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -12,6 +13,8 @@ import albumentations as A
 import cv2
 import numpy as np
 import tensorflow as tf
+
+from stages.layouts import FLAIR, POST_CONTRAST, PRE_CONTRAST
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -27,10 +30,30 @@ def classifier_augmentation() -> A.Compose:
     )
 
 
-def unet_augmentation() -> A.Compose:
+class MissingSequenceAsFlair(A.ImageOnlyTransform):
+    """Puts FLAIR in place of the pre-contrast and/or post-contrast channel of an LGG slice.
+
+    That is how kaggle_3m stores a sequence a patient lacks: 5 of the 24 sample patients
+    have one (3 have FLAIR alone), and a model that never met such slices in training can
+    miss their tumours entirely.
+    """
+
+    MISSING = ((PRE_CONTRAST,), (POST_CONTRAST,), (PRE_CONTRAST, POST_CONTRAST))
+
+    def get_params(self) -> dict:
+        return {"missing": self.py_random.choice(self.MISSING)}
+
+    def apply(self, img: np.ndarray, missing: tuple[int, ...], **params) -> np.ndarray:
+        out = img.copy()
+        out[..., list(missing)] = img[..., [FLAIR]]
+        return out
+
+
+def unet_augmentation(missing_sequence_p: float = 0.0) -> A.Compose:
     """Geometric transforms applied to slice and mask together; intensity to the slice only."""
     return A.Compose(
         [
+            MissingSequenceAsFlair(p=missing_sequence_p),
             A.HorizontalFlip(p=0.5),
             A.Affine(
                 scale=(0.9, 1.1),
@@ -160,11 +183,12 @@ def segmentation_dataset(
     seed: int,
     augment: bool,
     drop_remainder: bool = False,
+    missing_sequence_p: float = 0.0,
 ) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255 (B, S, S, 3), float32 mask 0/1 (B, S, S, 1))."""
     pixels = _streamed(slices, rows, image_size, cv2.INTER_AREA)
     targets = _streamed(masks, rows, image_size, cv2.INTER_NEAREST)
-    augmenter = SeededAugmenter(unet_augmentation) if augment else None
+    augmenter = SeededAugmenter(functools.partial(unet_augmentation, missing_sequence_p)) if augment else None
 
     def to_model(image, mask):
         return tf.cast(image, tf.float32), tf.cast(mask[..., None] > 127, tf.float32)

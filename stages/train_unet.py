@@ -40,7 +40,17 @@ def main() -> None:
     train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "val")
     size, batch, seed = config.image_size, config.batch_size, config.seed
     distributed = strategy.num_replicas_in_sync > 1
-    train = segmentation_dataset(slices, masks, train_rows, size, batch, seed, augment=True, drop_remainder=True)
+    train = segmentation_dataset(
+        slices,
+        masks,
+        train_rows,
+        size,
+        batch,
+        seed,
+        augment=True,
+        drop_remainder=True,
+        missing_sequence_p=config.missing_sequence_p,
+    )
     val = segmentation_dataset(slices, masks, val_rows, size, batch, seed, augment=False, drop_remainder=distributed)
 
     with strategy.scope():
