@@ -13,7 +13,7 @@ one of those params (as `dvc exp run -S` does), to try a recipe on the same data
 With --folds K the U-Net is trained K times: the patients are dealt into K groups, each group
 is the test split once, and 3 patients of the next group are the validation split. Every
 patient is then scored by a model that never saw it, so the mean over all patients says more
-than one split's 6 patients do. `--first N` runs only the first N folds, when time is short.
+than one split's 6 patients do. `--only 1 2` runs only those folds, when time is short.
 """
 
 import argparse
@@ -130,12 +130,12 @@ def assign_fold(manifest: pd.DataFrame, groups: list[list[str]], fold: int, val_
     return manifest["patient"].map(lambda p: "test" if p in test else "val" if p in val else "train")
 
 
-def cross_validate_unet(work: Path, folds: int, first: int) -> dict:
+def cross_validate_unet(work: Path, folds: int, only: list[int]) -> dict:
     manifest_path = work / "data/processed/segmentation/manifest.csv"
     manifest = pd.read_csv(manifest_path)
     groups = patient_folds(manifest["patient"].unique().tolist(), folds)
     per_patient, fold_means, minutes = [], [], []
-    for fold in range(first):
+    for fold in [k - 1 for k in only]:
         manifest.assign(split=assign_fold(manifest, groups, fold)).to_csv(manifest_path, index=False)
         print(f"fold {fold + 1}/{folds}: test patients {', '.join(groups[fold])}", flush=True)
         start = time.perf_counter()
@@ -148,7 +148,7 @@ def cross_validate_unet(work: Path, folds: int, first: int) -> dict:
     print(everyone.to_string(index=False))
     return {
         "folds": folds,
-        "folds_run": first,
+        "folds_run": only,
         "patients": len(everyone),
         "dice_mean_over_patients": round(float(everyone["dice"].mean()), 3),
         "dice_median_over_patients": round(float(everyone["dice"].median()), 3),
@@ -173,13 +173,13 @@ def main() -> None:
     parser.add_argument("model", choices=sorted(TRAINING), nargs="?", default="unet")
     parser.add_argument("-S", "--set", type=param_change, action="append", default=[], help="section.key=value")
     parser.add_argument("--folds", type=int, default=0, help="U-Net only: patient-wise cross-validation with K folds")
-    parser.add_argument("--first", type=int, help="with --folds: run only the first N folds")
+    parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     args = parser.parse_args()
     if args.folds and (args.model != "unet" or args.folds < 2):
         parser.error("--folds needs the unet model and at least 2 folds")
-    if args.first is not None and not 1 <= args.first <= args.folds:
-        parser.error("--first needs --folds K and a value from 1 to K")
-    first = args.first or args.folds
+    only = args.only or list(range(1, args.folds + 1))
+    if args.only and not all(1 <= k <= args.folds for k in args.only):
+        parser.error("--only needs --folds K and fold numbers from 1 to K")
     params = TRAINING[args.model]
     for change in args.set:
         params = merge(params, change)
@@ -187,7 +187,7 @@ def main() -> None:
         work = Path(folder)
         prepare_real_data(work, params)
         if args.folds:
-            print(json.dumps({"model": "unet", **params, **cross_validate_unet(work, args.folds, first)}, indent=2))
+            print(json.dumps({"model": "unet", **params, **cross_validate_unet(work, args.folds, only)}, indent=2))
             return
         start = time.perf_counter()
         run_stage(work, f"train_{args.model}")
