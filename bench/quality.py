@@ -3,7 +3,7 @@
     .venv/bin/python bench/quality.py unet        # 18 patients train (15 + 3 val), 6 test, 128x128
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
     .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, 80 to 100 min
-    .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0.3  # one param changed
+    .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
@@ -44,6 +44,7 @@ TRAINING = {
             "backbone": "resnet18",
             "loss": "bce_jaccard",
             "restore_best": True,
+            "missing_sequence_p": 0.3,
         }
     },
     "classifier": {
