@@ -124,6 +124,7 @@ class TrainUnet(TrainCommon):
     encoder_weights: Literal["imagenet"] | None
     loss: Literal["jaccard", "bce_jaccard", "dice"]
     missing_sequence_p: float = Field(ge=0, le=1)
+    input_scaling: Literal["fixed", "per_slice"]
 
 
 class Evaluate(Section):

@@ -54,7 +54,7 @@ def main() -> None:
     val = segmentation_dataset(slices, masks, val_rows, size, batch, seed, augment=False, drop_remainder=distributed)
 
     with strategy.scope():
-        model = build_unet(size, config.backbone, config.encoder_weights)
+        model = build_unet(size, config.backbone, config.encoder_weights, config.input_scaling)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch(len(train_rows), batch))),
             loss=segmentation_loss(config.loss),

@@ -27,6 +27,7 @@ def test_the_committed_params_are_valid():
         ("train_unet", "epochs", -1, "train_unet.epochs"),
         ("train_unet", "epochs", "ten", "train_unet.epochs"),
         ("train_unet", "backbone", "resnet1000", "train_unet.backbone"),
+        ("train_unet", "input_scaling", "zscore", "train_unet.input_scaling"),
         ("train_classifier", "image_size", 100, "multiple of 32"),
         ("download", "source", "ftp", "download.source"),
         ("train_unet", "learning_rate", "1e-3", "train_unet.learning_rate"),
