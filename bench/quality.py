@@ -4,6 +4,7 @@
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
     .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, 80 to 100 min
     .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
+    .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
@@ -13,7 +14,10 @@ one of those params (as `dvc exp run -S` does), to try a recipe on the same data
 With --folds K the U-Net is trained K times: the patients are dealt into K groups, each group
 is the test split once, and 3 patients of the next group are the validation split. Every
 patient is then scored by a model that never saw it, so the mean over all patients says more
-than one split's 6 patients do. `--only 1 2` runs only those folds, when time is short.
+than one split's 6 patients do. For the classifier the folds are of images, stratified by label,
+and the whole next group is the validation split (with 5 folds: 60/20/20, as in the usual split);
+accuracy, F1 and ROC AUC are then over all distinct images. `--only 1 2` runs only those folds,
+when time is short.
 """
 
 import argparse
@@ -116,6 +120,9 @@ def score_classifier(work: Path) -> dict:
         **classification_scores(labels[rows["test"]], probabilities["test"], 0.5),
         "best_f1_threshold_on_val": chosen,
         "test_at_val_threshold": {k: at_chosen[k] for k in ("accuracy", "precision", "recall", "f1", "confusion")},
+        "test_predictions": manifest.set_index("row")
+        .loc[rows["test"], ["source", "label"]]
+        .assign(probability=probabilities["test"], threshold_chosen_on_val=chosen),
     }
 
 
@@ -158,6 +165,47 @@ def cross_validate_unet(work: Path, folds: int, only: list[int]) -> dict:
     }
 
 
+def image_folds(labels: pd.Series, folds: int, seed: int = 42) -> np.ndarray:
+    """Each image's group (0 to folds-1): every label's images shuffled once and dealt round."""
+    group = np.empty(len(labels), dtype=int)
+    rng = np.random.default_rng(seed)
+    for label in sorted(labels.unique()):
+        members = np.flatnonzero(labels.to_numpy() == label)
+        group[rng.permutation(members)] = np.arange(len(members)) % folds
+    return group
+
+
+def cross_validate_classifier(work: Path, folds: int, only: list[int]) -> dict:
+    from stages.evaluation import classification_scores
+
+    manifest_path = work / "data/processed/classification/manifest.csv"
+    manifest = pd.read_csv(manifest_path)
+    group = image_folds(manifest["label"], folds)
+    predictions, fold_accuracy, minutes = [], [], []
+    for fold in [k - 1 for k in only]:
+        split = np.where(group == fold, "test", np.where(group == (fold + 1) % folds, "val", "train"))
+        manifest.assign(split=split).to_csv(manifest_path, index=False)
+        print(f"fold {fold + 1}/{folds}: {int((group == fold).sum())} test images", flush=True)
+        start = time.perf_counter()
+        run_stage(work, "train_classifier")
+        minutes.append(round((time.perf_counter() - start) / 60, 1))
+        scores = score_classifier(work)
+        fold_accuracy.append(round(scores["accuracy"], 3))
+        print(json.dumps({k: scores[k] for k in ("accuracy", "f1", "roc_auc", "confusion")}), flush=True)
+        predictions.append(scores["test_predictions"].assign(fold=fold + 1))
+    everyone = pd.concat(predictions)
+    labels, probabilities = everyone["label"].to_numpy(), everyone["probability"].to_numpy()
+    at_val_threshold = (probabilities >= everyone["threshold_chosen_on_val"].to_numpy()) == labels
+    return {
+        "folds": folds,
+        "folds_run": only,
+        **classification_scores(labels, probabilities, 0.5),
+        "accuracy_at_thresholds_chosen_on_val": round(float(at_val_threshold.mean()), 3),
+        "accuracy_by_fold": fold_accuracy,
+        "training_minutes_by_fold": minutes,
+    }
+
+
 def param_change(text: str) -> dict:
     """`section.key=value` (the value read as YAML) as a nested dict."""
     path, separator, value = text.partition("=")
@@ -173,11 +221,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(TRAINING), nargs="?", default="unet")
     parser.add_argument("-S", "--set", type=param_change, action="append", default=[], help="section.key=value")
-    parser.add_argument("--folds", type=int, default=0, help="U-Net only: patient-wise cross-validation with K folds")
+    parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     args = parser.parse_args()
-    if args.folds and (args.model != "unet" or args.folds < 2):
-        parser.error("--folds needs the unet model and at least 2 folds")
+    if args.folds and args.folds < 3:
+        parser.error("--folds needs at least 3 folds: one tests, the next validates, the others train")
     only = args.only or list(range(1, args.folds + 1))
     if args.only and not all(1 <= k <= args.folds for k in args.only):
         parser.error("--only needs --folds K and fold numbers from 1 to K")
@@ -188,13 +236,15 @@ def main() -> None:
         work = Path(folder)
         prepare_real_data(work, params)
         if args.folds:
-            print(json.dumps({"model": "unet", **params, **cross_validate_unet(work, args.folds, only)}, indent=2))
+            cross_validate = cross_validate_unet if args.model == "unet" else cross_validate_classifier
+            print(json.dumps({"model": args.model, **params, **cross_validate(work, args.folds, only)}, indent=2))
             return
         start = time.perf_counter()
         run_stage(work, f"train_{args.model}")
         minutes = (time.perf_counter() - start) / 60
         scores = score_unet(work) if args.model == "unet" else score_classifier(work)
     scores.pop("per_patient", None)
+    scores.pop("test_predictions", None)
     report = {"model": args.model, "training_minutes": round(minutes, 1), **params, **scores}
     print(json.dumps(report, indent=2))
 
