@@ -182,7 +182,8 @@ def fit(
         callbacks.append(
             keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=config.restore_best)
         )
-    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, verbose=2)
+    # the dataset shuffles itself (pipelines.py); shuffle=False only stops Keras warning that it would not
+    model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=2)
     history = pd.read_csv(backup / "history.csv").drop_duplicates("epoch", keep="last")
     history["epoch"] += 1
     return history.reset_index(drop=True)
