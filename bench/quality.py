@@ -67,6 +67,13 @@ TRAINING = {
 }
 
 
+def training_minutes(work: Path, model: str) -> float:
+    """Runs the model's training stage; the minutes it took."""
+    start = time.perf_counter()
+    run_stage(work, f"train_{model}")
+    return round((time.perf_counter() - start) / 60, 1)
+
+
 def score_unet(work: Path) -> dict:
     """Test scores at the default mask threshold 0.5 and at the one that is best on val."""
     from stages.evaluate import unet_masks
@@ -146,9 +153,7 @@ def cross_validate_unet(work: Path, folds: int, only: list[int]) -> dict:
     for fold in [k - 1 for k in only]:
         manifest.assign(split=assign_fold(manifest, groups, fold)).to_csv(manifest_path, index=False)
         print(f"fold {fold + 1}/{folds}: test patients {', '.join(groups[fold])}", flush=True)
-        start = time.perf_counter()
-        run_stage(work, "train_unet")
-        minutes.append(round((time.perf_counter() - start) / 60, 1))
+        minutes.append(training_minutes(work, "unet"))
         scores = score_unet(work)
         fold_means.append(round(scores["dice_mean"], 3))
         per_patient.append(scores["per_patient"].assign(fold=fold + 1))
@@ -186,9 +191,7 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int]) -> dict:
         split = np.where(group == fold, "test", np.where(group == (fold + 1) % folds, "val", "train"))
         manifest.assign(split=split).to_csv(manifest_path, index=False)
         print(f"fold {fold + 1}/{folds}: {int((group == fold).sum())} test images", flush=True)
-        start = time.perf_counter()
-        run_stage(work, "train_classifier")
-        minutes.append(round((time.perf_counter() - start) / 60, 1))
+        minutes.append(training_minutes(work, "classifier"))
         scores = score_classifier(work)
         fold_accuracy.append(round(scores["accuracy"], 3))
         print(json.dumps({k: scores[k] for k in ("accuracy", "f1", "roc_auc", "confusion")}), flush=True)
@@ -239,13 +242,11 @@ def main() -> None:
             cross_validate = cross_validate_unet if args.model == "unet" else cross_validate_classifier
             print(json.dumps({"model": args.model, **params, **cross_validate(work, args.folds, only)}, indent=2))
             return
-        start = time.perf_counter()
-        run_stage(work, f"train_{args.model}")
-        minutes = (time.perf_counter() - start) / 60
+        minutes = training_minutes(work, args.model)
         scores = score_unet(work) if args.model == "unet" else score_classifier(work)
     scores.pop("per_patient", None)
     scores.pop("test_predictions", None)
-    report = {"model": args.model, "training_minutes": round(minutes, 1), **params, **scores}
+    report = {"model": args.model, "training_minutes": minutes, **params, **scores}
     print(json.dumps(report, indent=2))
 
 
