@@ -71,8 +71,9 @@ def learning_rate(config: TrainCommon, steps_per_epoch: int) -> float | keras.op
 
 def adam(config: TrainCommon, steps_per_epoch: int) -> keras.optimizers.Adam:
     """Adam at the scaled, scheduled learning rate; keeping a moving average of the weights when asked."""
+    ema = config.ema_momentum > 0
     return keras.optimizers.Adam(
-        learning_rate(config, steps_per_epoch), use_ema=config.ema_momentum > 0, ema_momentum=config.ema_momentum
+        learning_rate(config, steps_per_epoch), use_ema=ema, ema_momentum=config.ema_momentum if ema else 0.99
     )
 
 
