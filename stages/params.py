@@ -97,20 +97,10 @@ class TrainCommon(Section):
     mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
     xla: Literal["auto", "on", "off"]  # auto: on GPU only
     register_model: bool  # register the trained model in the MLflow model registry
-    ema_momentum: float = Field(ge=0, lt=1)  # 0: off; else validate and keep a moving average of the weights
 
     @model_validator(mode="after")
     def _image_size_fits_models(self) -> "TrainCommon":
         _check_image_size(self.image_size)
-        return self
-
-    @model_validator(mode="after")
-    def _early_stop_keeps_averaged_weights(self) -> "TrainCommon":
-        # Keras ends a run stopped early on the raw weights, not the averaged ones
-        # (SwapEMAWeights finalises only after the last epoch); the best epoch's restore
-        # brings back the averaged weights it validated
-        if self.ema_momentum and self.early_stopping_patience and not self.restore_best:
-            raise ValueError("ema_momentum with early_stopping_patience needs restore_best: true")
         return self
 
 

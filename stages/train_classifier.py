@@ -15,10 +15,10 @@ from stages.models import build_classifier
 from stages.params import load_params
 from stages.pipelines import classification_dataset
 from stages.training import (
-    adam,
     balanced_class_weight,
     choose_strategy,
     device_report,
+    learning_rate,
     split_rows,
     steps_per_epoch,
     train_and_log,
@@ -50,7 +50,7 @@ def main() -> None:
     with strategy.scope():
         model = build_classifier(size, config.weights, config.batch_norm, config.dropout)
         model.compile(
-            optimizer=adam(config, steps_per_epoch(len(train_rows), batch)),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch(len(train_rows), batch))),
             loss="binary_crossentropy",
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
             jit_compile=xla,

@@ -15,9 +15,9 @@ from stages.models import build_unet, segmentation_loss, segmentation_metrics
 from stages.params import load_params
 from stages.pipelines import segmentation_dataset
 from stages.training import (
-    adam,
     choose_strategy,
     device_report,
+    learning_rate,
     split_rows,
     steps_per_epoch,
     train_and_log,
@@ -56,7 +56,7 @@ def main() -> None:
     with strategy.scope():
         model = build_unet(size, config.backbone, config.encoder_weights, config.input_scaling)
         model.compile(
-            optimizer=adam(config, steps_per_epoch(len(train_rows), batch)),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch(len(train_rows), batch))),
             loss=segmentation_loss(config.loss),
             metrics=segmentation_metrics(),
             jit_compile=xla,

@@ -69,14 +69,6 @@ def learning_rate(config: TrainCommon, steps_per_epoch: int) -> float | keras.op
     return keras.optimizers.schedules.CosineDecay(scaled, decay_steps=max(1, config.epochs * steps_per_epoch))
 
 
-def adam(config: TrainCommon, steps_per_epoch: int) -> keras.optimizers.Adam:
-    """Adam at the scaled, scheduled learning rate; keeping a moving average of the weights when asked."""
-    ema = config.ema_momentum > 0
-    return keras.optimizers.Adam(
-        learning_rate(config, steps_per_epoch), use_ema=ema, ema_momentum=config.ema_momentum if ema else 0.99
-    )
-
-
 def steps_per_epoch(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))
 
@@ -182,10 +174,6 @@ def fit(
         # two checkpoints: a kill while the latest is being written leaves the previous one
         keras.callbacks.BackupAndRestore(str(backup / "state"), double_checkpoint=True),
     ]
-    if config.ema_momentum:
-        # after the backup, which must hold the raw weights to resume from: validation,
-        # early stopping and the best epoch's restore all see the averaged ones
-        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if tracked:
         earlier = pd.read_csv(backup / "history.csv") if (backup / "history.csv").is_file() else None
         callbacks.append(EpochMetricsToMlflow(earlier))

@@ -32,7 +32,6 @@ def test_the_committed_params_are_valid():
         ("download", "source", "ftp", "download.source"),
         ("train_unet", "learning_rate", "1e-3", "train_unet.learning_rate"),
         ("train_unet", "epochs", 1.5, "train_unet.epochs"),
-        ("train_classifier", "ema_momentum", 1.0, "train_classifier.ema_momentum"),
     ],
 )
 def test_a_wrong_value_names_the_key(section, key, value, message):
@@ -60,13 +59,6 @@ def test_pretrained_weights_need_the_plain_vgg16_layout():
     raw = default_params()
     raw["train_classifier"]["weights"] = "imagenet"
     with pytest.raises(PipelineError, match="batch_norm: false"):
-        parse_params(raw)
-
-
-def test_an_early_stop_with_averaged_weights_needs_the_best_epoch_restored():
-    raw = default_params()
-    raw["train_unet"].update(ema_momentum=0.99, early_stopping_patience=3, restore_best=False)
-    with pytest.raises(PipelineError, match="needs restore_best: true"):
         parse_params(raw)
 
 

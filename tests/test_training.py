@@ -177,38 +177,3 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6], "the history covers the epochs of both runs"
     assert (work / "models/classifier.keras").is_file()
     assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
-
-
-@pytest.mark.parametrize("restore_best", [True, False])
-def test_ema_momentum_validates_and_ends_on_the_averaged_weights(tmp_path, restore_best):
-    """With a momentum this close to 1 the average hardly moves after the first step, while
-    the raw weights learn: validation must see the average, and the model must end on it."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    from stages.params import parse_params
-    from stages.training import adam, fit
-
-    features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
-    labels = (features[:, :1] > 0).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
-
-    def trained(ema_momentum: float) -> tuple[float, pd.DataFrame]:
-        """The trained model's loss, and the history."""
-        keras.utils.set_random_seed(0)
-        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-        changes = {"epochs": 4, "learning_rate": 0.1, "ema_momentum": ema_momentum, "restore_best": restore_best}
-        config = parse_params(merge(raw, {"train_classifier": changes})).train_classifier
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-        model.compile(optimizer=adam(config, steps_per_epoch=8), loss="binary_crossentropy")
-        history = fit(model, data, data, config, tmp_path / f"backup-{ema_momentum}", tracked=False)
-        return model.evaluate(data, verbose=0), history
-
-    averaged_loss, history = trained(ema_momentum=0.999999)
-    assert np.ptp(history["val_loss"]) < 1e-3, "validated on the average, which hardly moves"
-    assert history["loss"].iloc[-1] < history["val_loss"].iloc[-1] - 0.1, "while the raw weights learn"
-    assert averaged_loss == pytest.approx(history["val_loss"].iloc[-1], abs=1e-4), "and the model ends on it"
-    raw_loss, history = trained(ema_momentum=0)
-    assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0] - 0.1
-    assert raw_loss == pytest.approx(history["val_loss"].iloc[-1], abs=1e-4) and raw_loss < averaged_loss - 0.1
