@@ -62,6 +62,7 @@ TRAINING = {
             "batch_norm": True,
             "dropout": 0.3,
             "restore_best": True,
+            "monitor_from_epoch": 15,
         }
     },
 }

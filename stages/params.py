@@ -92,6 +92,7 @@ class TrainCommon(Section):
     lr_schedule: Literal["constant", "cosine"]
     early_stopping_patience: int = Field(ge=0)  # epochs without a better val_loss; 0: never stop early
     restore_best: bool  # end with the weights of the best val_loss epoch
+    monitor_from_epoch: int = Field(ge=0)  # epochs before val_loss counts for early stopping and restore_best
     seed: int = Field(ge=0)
     strategy: Literal["auto", "multi_worker"]
     mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
@@ -101,6 +102,15 @@ class TrainCommon(Section):
     @model_validator(mode="after")
     def _image_size_fits_models(self) -> "TrainCommon":
         _check_image_size(self.image_size)
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_starts_before_the_end(self) -> "TrainCommon":
+        if self.monitor_from_epoch >= self.epochs:
+            raise ValueError(
+                f"monitor_from_epoch ({self.monitor_from_epoch}) must be below epochs ({self.epochs}),"
+                " or no epoch is ever watched"
+            )
         return self
 
 

@@ -179,8 +179,15 @@ def fit(
         callbacks.append(EpochMetricsToMlflow(earlier))
     patience = config.early_stopping_patience or config.epochs
     if config.early_stopping_patience or config.restore_best:
+        # with a tiny validation split an early, barely trained epoch can have the best val_loss by
+        # chance; monitor_from_epoch keeps those out of the running
         callbacks.append(
-            keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=config.restore_best)
+            keras.callbacks.EarlyStopping(
+                "val_loss",
+                patience=patience,
+                restore_best_weights=config.restore_best,
+                start_from_epoch=config.monitor_from_epoch,
+            )
         )
     # the dataset shuffles itself (pipelines.py); shuffle=False only stops Keras warning that it would not
     model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=2)

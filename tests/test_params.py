@@ -32,6 +32,7 @@ def test_the_committed_params_are_valid():
         ("download", "source", "ftp", "download.source"),
         ("train_unet", "learning_rate", "1e-3", "train_unet.learning_rate"),
         ("train_unet", "epochs", 1.5, "train_unet.epochs"),
+        ("train_unet", "monitor_from_epoch", 8, "must be below epochs"),
     ],
 )
 def test_a_wrong_value_names_the_key(section, key, value, message):

@@ -177,3 +177,35 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6], "the history covers the epochs of both runs"
     assert (work / "models/classifier.keras").is_file()
     assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
+
+
+def test_restore_best_ignores_the_epochs_before_monitor_from_epoch(tmp_path):
+    """Validation labels are the training labels flipped, so val_loss grows every epoch and the
+    first epoch is the best of all: the restore must pick the best of the watched epochs only."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from stages.params import parse_params
+    from stages.training import fit
+
+    features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    labels = (features[:, :1] > 0).astype("float32")
+    train = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
+    flipped = tf.data.Dataset.from_tensor_slices((features, 1 - labels)).batch(8)
+
+    def restored_epoch(monitor_from_epoch: int) -> int:
+        """The epoch (from 1) whose val_loss the trained model has."""
+        keras.utils.set_random_seed(0)
+        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+        changes = {"epochs": 4, "restore_best": True, "monitor_from_epoch": monitor_from_epoch}
+        config = parse_params(merge(raw, {"train_classifier": changes})).train_classifier
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+        history = fit(model, train, flipped, config, tmp_path / f"backup-{monitor_from_epoch}", tracked=False)
+        assert history["val_loss"].is_monotonic_increasing, "the set-up: every epoch is worse on val"
+        final = model.evaluate(flipped, verbose=0)
+        return int(history.loc[(history["val_loss"] - final).abs().idxmin(), "epoch"])
+
+    assert restored_epoch(monitor_from_epoch=0) == 1
+    assert restored_epoch(monitor_from_epoch=2) == 3
