@@ -1,4 +1,4 @@
-"""Training as it runs for users: distributed over two devices or two workers, and resumed after a kill."""
+"""Training as it runs for users: on two devices or two workers, resumed after a kill, best epoch restored."""
 
 import json
 import os
