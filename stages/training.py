@@ -153,6 +153,58 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
         mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
 
 
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping whose best epoch, best weights and patience count survive a kill.
+
+    BackupAndRestore saves the model and the optimizer, not this callback: a resumed run would
+    restore the best of the epochs after the resume only. Here each new best's weights are
+    saved beside the backup, and a resumed run first replays the earlier epochs' val_loss
+    from `earlier` (their history, `epoch` from 0), so it ends as an uninterrupted run would.
+    It must come after BackupAndRestore: when a kill falls between their saves, the epoch's
+    weights are the ones training resumes from.
+    """
+
+    def __init__(self, backup: Path, earlier: pd.DataFrame | None, **kwargs):
+        super().__init__(**kwargs)
+        self.backup = backup
+        self.earlier = earlier
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._replay(before=epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.restore_best_weights and self.best_epoch == epoch and self.best_weights is not None:
+            self._save_best(epoch)
+
+    def on_train_end(self, logs=None):
+        self._replay(before=self.params["epochs"])  # a run resumed after its last epoch trains none
+        super().on_train_end(logs)
+
+    def _best_path(self, epoch: int) -> Path:
+        return self.backup / f"best-epoch-{epoch}.npz"
+
+    def _save_best(self, epoch: int) -> None:
+        with atomic_file(self._best_path(epoch)) as partial:
+            np.savez(partial, *self.best_weights)
+        for older in self.backup.glob("best-epoch-*.npz"):
+            if older != self._best_path(epoch):
+                older.unlink(missing_ok=True)
+
+    def _replay(self, before: int) -> None:
+        """Once: the earlier run's epochs up to the one training resumes at (which it reruns)."""
+        if self.earlier is None:
+            return
+        earlier = self.earlier.drop_duplicates("epoch", keep="last")
+        for _, row in earlier[earlier["epoch"] < before].iterrows():
+            super().on_epoch_end(int(row["epoch"]), {self.monitor: row[self.monitor]})
+        self.earlier = None
+        if self.restore_best_weights and self.best_weights is not None and self.best_epoch < before - 1:
+            # the replay took the weights training resumes from, those of the last epoch
+            with np.load(self._best_path(self.best_epoch)) as saved:
+                self.best_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
 def fit(
     model: keras.Model,
     train,
@@ -167,23 +219,27 @@ def fit(
     that this one resumed.
     """
     backup.mkdir(parents=True, exist_ok=True)
+    history_csv = backup / "history.csv"
+    # a run killed in its first epoch leaves the file empty
+    earlier = pd.read_csv(history_csv) if history_csv.is_file() and history_csv.stat().st_size else None
     # the history row is written before the state is backed up: a kill in between reruns
     # that epoch, and its second row replaces the first
     callbacks = [
-        keras.callbacks.CSVLogger(str(backup / "history.csv"), append=True),
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
         # two checkpoints: a kill while the latest is being written leaves the previous one
         keras.callbacks.BackupAndRestore(str(backup / "state"), double_checkpoint=True),
     ]
     if tracked:
-        earlier = pd.read_csv(backup / "history.csv") if (backup / "history.csv").is_file() else None
         callbacks.append(EpochMetricsToMlflow(earlier))
     patience = config.early_stopping_patience or config.epochs
     if config.early_stopping_patience or config.restore_best:
         # with a tiny validation split an early, barely trained epoch can have the best val_loss by
         # chance; monitor_from_epoch keeps those out of the running
         callbacks.append(
-            keras.callbacks.EarlyStopping(
-                "val_loss",
+            ResumableEarlyStopping(
+                backup,
+                earlier,
+                monitor="val_loss",
                 patience=patience,
                 restore_best_weights=config.restore_best,
                 start_from_epoch=config.monitor_from_epoch,
@@ -191,7 +247,7 @@ def fit(
         )
     # the dataset shuffles itself (pipelines.py); shuffle=False only stops Keras warning that it would not
     model.fit(train, validation_data=val, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=2)
-    history = pd.read_csv(backup / "history.csv").drop_duplicates("epoch", keep="last")
+    history = pd.read_csv(history_csv).drop_duplicates("epoch", keep="last")
     history["epoch"] += 1
     return history.reset_index(drop=True)
 

@@ -179,33 +179,65 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
 
 
+FLIPPED_LABELS = """
+import os, signal, sys
+from pathlib import Path
+import keras, numpy as np, tensorflow as tf, yaml
+from stages.params import parse_params
+from stages.training import fit
+from tests.helpers import merge
+
+backup, monitor_from_epoch, kill_at_epoch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+labels = (features[:, :1] > 0).astype("float32")
+history = backup / "history.csv"
+
+def batches():
+    # Keras starts one pass per epoch, after the earlier epochs' state is all saved
+    epochs_logged = max(len(history.read_text().splitlines()) - 1, 0) if history.is_file() else 0
+    if epochs_logged == kill_at_epoch:
+        os.kill(os.getpid(), signal.SIGKILL)
+    yield from zip(features.reshape(8, 8, 4), labels.reshape(8, 8, 1))
+
+train = tf.data.Dataset.from_generator(batches, output_signature=(tf.TensorSpec((8, 4)), tf.TensorSpec((8, 1))))
+flipped = tf.data.Dataset.from_tensor_slices((features, 1 - labels)).batch(8)
+keras.utils.set_random_seed(0)
+raw = yaml.safe_load(Path("params.yaml").read_text())
+changes = {"epochs": 4, "restore_best": True, "monitor_from_epoch": monitor_from_epoch}
+config = parse_params(merge(raw, {"train_classifier": changes})).train_classifier
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+history = fit(model, train, flipped, config, backup, tracked=False)
+assert history["epoch"].tolist() == [1, 2, 3, 4], history
+assert history["val_loss"].is_monotonic_increasing, "the set-up: every epoch is worse on val"
+final = model.evaluate(flipped, verbose=0)
+print("restored epoch", int(history.loc[(history["val_loss"] - final).abs().idxmin(), "epoch"]))
+"""
+
+
+def restored_epoch(backup: Path, monitor_from_epoch: int, kill_at_epochs: tuple[int, ...] = ()) -> int:
+    """Trains 4 epochs with validation labels that are the training labels flipped, so val_loss
+    grows every epoch; the process is killed at the start of each epoch (from 0) in
+    `kill_at_epochs`, once, and resumed. The epoch (from 1) whose val_loss the final model has."""
+    for epoch in kill_at_epochs:
+        killed = subprocess.run(
+            [sys.executable, "-c", FLIPPED_LABELS, str(backup), str(monitor_from_epoch), str(epoch)],
+            cwd=ROOT,
+            env=stage_env(ROOT),
+            capture_output=True,
+            text=True,
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished = run(ROOT, "-c", FLIPPED_LABELS, str(backup), str(monitor_from_epoch), "-1")
+    return int(finished.stdout.split("restored epoch")[-1])
+
+
 def test_restore_best_ignores_the_epochs_before_monitor_from_epoch(tmp_path):
-    """Validation labels are the training labels flipped, so val_loss grows every epoch and the
-    first epoch is the best of all: the restore must pick the best of the watched epochs only."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
+    assert restored_epoch(tmp_path / "from-0", monitor_from_epoch=0) == 1
+    assert restored_epoch(tmp_path / "from-2", monitor_from_epoch=2) == 3
 
-    from stages.params import parse_params
-    from stages.training import fit
 
-    features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
-    labels = (features[:, :1] > 0).astype("float32")
-    train = tf.data.Dataset.from_tensor_slices((features, labels)).batch(8)
-    flipped = tf.data.Dataset.from_tensor_slices((features, 1 - labels)).batch(8)
-
-    def restored_epoch(monitor_from_epoch: int) -> int:
-        """The epoch (from 1) whose val_loss the trained model has."""
-        keras.utils.set_random_seed(0)
-        raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-        changes = {"epochs": 4, "restore_best": True, "monitor_from_epoch": monitor_from_epoch}
-        config = parse_params(merge(raw, {"train_classifier": changes})).train_classifier
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-        model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
-        history = fit(model, train, flipped, config, tmp_path / f"backup-{monitor_from_epoch}", tracked=False)
-        assert history["val_loss"].is_monotonic_increasing, "the set-up: every epoch is worse on val"
-        final = model.evaluate(flipped, verbose=0)
-        return int(history.loc[(history["val_loss"] - final).abs().idxmin(), "epoch"])
-
-    assert restored_epoch(monitor_from_epoch=0) == 1
-    assert restored_epoch(monitor_from_epoch=2) == 3
+def test_restore_best_survives_kills(tmp_path):
+    """Killed in the first epoch (nothing saved yet) and after two: the best epoch, the first,
+    is from before the second kill, and the resumed run still restores it."""
+    assert restored_epoch(tmp_path / "backup", monitor_from_epoch=0, kill_at_epochs=(0, 2)) == 1
