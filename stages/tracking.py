@@ -97,7 +97,8 @@ def check_reachable(uri: str) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        # 5 s to connect finds an unreachable server fast; 30 s to answer spares a busy one
+        requests.get(f"{uri.rstrip('/')}/health", timeout=(5, 30)).raise_for_status()
     except requests.RequestException as error:
         raise PipelineError(
             f"MLflow tracking server {uri} is unreachable ({type(error).__name__}); "
