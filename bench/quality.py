@@ -5,6 +5,7 @@
     .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, 80 to 100 min
     .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
     .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
+    .venv/bin/python bench/quality.py classifier --seeds 42 7 3  # an ensemble: one model per seed, mean probability
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
@@ -18,6 +19,10 @@ than one split's 6 patients do. For the classifier the folds are of images, stra
 and the whole next group is the validation split (with 5 folds: 60/20/20, as in the usual split);
 accuracy, F1 and ROC AUC are then over all distinct images. `--only 1 2` runs only those folds,
 when time is short.
+
+With --seeds (classifier only) the classifier is trained once per training seed on the same
+split, and each image is scored by the mean of the models' probabilities: an ensemble, to see
+how much of the seed-to-seed spread averaging removes.
 """
 
 import argparse
@@ -75,6 +80,20 @@ def training_minutes(work: Path, model: str) -> float:
     return round((time.perf_counter() - start) / 60, 1)
 
 
+def train_classifiers(work: Path, seeds: list[int]) -> tuple[list[Path], float]:
+    """Trains the classifier once per training seed; the saved models and the minutes it all took."""
+    params_path = work / "params.yaml"
+    models, minutes = [], 0.0
+    for seed in seeds:
+        params = yaml.safe_load(params_path.read_text())
+        params["train_classifier"]["seed"] = seed
+        params_path.write_text(yaml.safe_dump(params))
+        print(f"training seed {seed}", flush=True)
+        minutes += training_minutes(work, "classifier")
+        models.append((work / "models/classifier.keras").rename(work / f"models/classifier-seed{seed}.keras"))
+    return models, round(minutes, 1)
+
+
 def score_unet(work: Path) -> dict:
     """Test scores at the default mask threshold 0.5 and at the one that is best on val."""
     from stages.evaluate import unet_masks
@@ -110,7 +129,8 @@ def score_unet(work: Path) -> dict:
     }
 
 
-def score_classifier(work: Path) -> dict:
+def score_classifier(work: Path, models: list[Path]) -> dict:
+    """Test scores of the models' mean probability, at 0.5 and at the best-F1 threshold on val."""
     from stages.evaluate import classifier_probabilities
     from stages.evaluation import best_f1_threshold, classification_scores
     from stages.models import load_model
@@ -119,9 +139,15 @@ def score_classifier(work: Path) -> dict:
     images = NpyRows(processed / "images.npy")
     manifest = pd.read_csv(processed / "manifest.csv")
     labels = manifest.sort_values("row")["label"].to_numpy()
-    model = load_model(str(work / "models/classifier.keras"))
     rows = {split: manifest.loc[manifest["split"] == split, "row"].to_numpy() for split in ("val", "test")}
-    probabilities = {split: classifier_probabilities(model, images, rows[split]) for split in rows}
+    by_model = []
+    for path in models:
+        model = load_model(str(path))
+        by_model.append({split: classifier_probabilities(model, images, rows[split]) for split in rows})
+    if len(models) > 1:
+        alone = [classification_scores(labels[rows["test"]], p["test"], 0.5)["accuracy"] for p in by_model]
+        print(f"test accuracy of each model alone: {alone}", flush=True)
+    probabilities = {split: np.mean([p[split] for p in by_model], axis=0) for split in rows}
     chosen = best_f1_threshold(labels[rows["val"]], probabilities["val"])
     at_chosen = classification_scores(labels[rows["test"]], probabilities["test"], chosen)
     return {
@@ -181,7 +207,7 @@ def image_folds(labels: pd.Series, folds: int, seed: int = 42) -> np.ndarray:
     return group
 
 
-def cross_validate_classifier(work: Path, folds: int, only: list[int]) -> dict:
+def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int]) -> dict:
     from stages.evaluation import classification_scores
 
     manifest_path = work / "data/processed/classification/manifest.csv"
@@ -192,8 +218,9 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int]) -> dict:
         split = np.where(group == fold, "test", np.where(group == (fold + 1) % folds, "val", "train"))
         manifest.assign(split=split).to_csv(manifest_path, index=False)
         print(f"fold {fold + 1}/{folds}: {int((group == fold).sum())} test images", flush=True)
-        minutes.append(training_minutes(work, "classifier"))
-        scores = score_classifier(work)
+        models, fold_minutes = train_classifiers(work, seeds)
+        minutes.append(fold_minutes)
+        scores = score_classifier(work, models)
         fold_accuracy.append(round(scores["accuracy"], 3))
         print(json.dumps({k: scores[k] for k in ("accuracy", "f1", "roc_auc", "confusion")}), flush=True)
         predictions.append(scores["test_predictions"].assign(fold=fold + 1))
@@ -204,6 +231,7 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int]) -> dict:
         "folds": folds,
         "folds_run": only,
         **classification_scores(labels, probabilities, 0.5),
+        "seeds": seeds,
         "accuracy_at_thresholds_chosen_on_val": round(float(at_val_threshold.mean()), 3),
         "accuracy_by_fold": fold_accuracy,
         "training_minutes_by_fold": minutes,
@@ -227,27 +255,39 @@ def main() -> None:
     parser.add_argument("-S", "--set", type=param_change, action="append", default=[], help="section.key=value")
     parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="classifier: one model per training seed, averaged")
     args = parser.parse_args()
     if args.folds and args.folds < 3:
         parser.error("--folds needs at least 3 folds: one tests, the next validates, the others train")
     only = args.only or list(range(1, args.folds + 1))
     if args.only and not all(1 <= k <= args.folds for k in args.only):
         parser.error("--only needs --folds K and fold numbers from 1 to K")
+    if args.seeds and args.model != "classifier":
+        parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
     params = TRAINING[args.model]
     for change in args.set:
         params = merge(params, change)
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         prepare_real_data(work, params)
+        seeds = args.seeds or [yaml.safe_load((work / "params.yaml").read_text())[f"train_{args.model}"]["seed"]]
         if args.folds:
-            cross_validate = cross_validate_unet if args.model == "unet" else cross_validate_classifier
-            print(json.dumps({"model": args.model, **params, **cross_validate(work, args.folds, only)}, indent=2))
+            folds = (
+                cross_validate_unet(work, args.folds, only)
+                if args.model == "unet"
+                else cross_validate_classifier(work, args.folds, only, seeds)
+            )
+            print(json.dumps({"model": args.model, **params, **folds}, indent=2))
             return
-        minutes = training_minutes(work, args.model)
-        scores = score_unet(work) if args.model == "unet" else score_classifier(work)
+        if args.model == "unet":
+            minutes = training_minutes(work, "unet")
+            scores = score_unet(work)
+        else:
+            models, minutes = train_classifiers(work, seeds)
+            scores = score_classifier(work, models)
     scores.pop("per_patient", None)
     scores.pop("test_predictions", None)
-    report = {"model": args.model, "training_minutes": minutes, **params, **scores}
+    report = {"model": args.model, "seeds": seeds, "training_minutes": minutes, **params, **scores}
     print(json.dumps(report, indent=2))
 
 
