@@ -6,6 +6,7 @@
     .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
     .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
     .venv/bin/python bench/quality.py classifier --seeds 42 7 3  # an ensemble: one model per seed, mean probability
+    .venv/bin/python bench/quality.py classifier --folds 5 --train-fraction 0.5 -S train_classifier.epochs=60
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with the params below, then scores the test split the way the evaluate stage does, and
@@ -23,6 +24,11 @@ when time is short.
 With --seeds (classifier only) the classifier is trained once per training seed on the same
 split, and each image is scored by the mean of the models' probabilities: an ensemble, to see
 how much of the seed-to-seed spread averaging removes.
+
+With --train-fraction F (classifier only) each split trains on a fraction F of its training
+images (drawn per label, the same draw for every recipe); the others sit unused, and val and
+test stay whole. Run at a few fractions, it is a learning curve: how accuracy grows with the
+number of training images. Raise the epochs by 1/F to keep the number of training steps.
 """
 
 import argparse
@@ -207,7 +213,17 @@ def image_folds(labels: pd.Series, folds: int, seed: int = 42) -> np.ndarray:
     return group
 
 
-def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int]) -> dict:
+def thin_training_split(split: np.ndarray, labels: pd.Series, fraction: float, seed: int = 42) -> np.ndarray:
+    """`split` with all but a fraction of each label's training images set to "unused"."""
+    thinned = split.astype(object)  # numpy strings would be cut to the longest label ("train")
+    rng = np.random.default_rng(seed)
+    for label in sorted(labels.unique()):
+        members = np.flatnonzero((split == "train") & (labels.to_numpy() == label))
+        thinned[rng.permutation(members)[round(fraction * len(members)) :]] = "unused"
+    return thinned
+
+
+def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int], fraction: float) -> dict:
     from stages.evaluation import classification_scores
 
     manifest_path = work / "data/processed/classification/manifest.csv"
@@ -216,8 +232,10 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: li
     predictions, fold_accuracy, minutes = [], [], []
     for fold in [k - 1 for k in only]:
         split = np.where(group == fold, "test", np.where(group == (fold + 1) % folds, "val", "train"))
+        split = thin_training_split(split, manifest["label"], fraction)
         manifest.assign(split=split).to_csv(manifest_path, index=False)
-        print(f"fold {fold + 1}/{folds}: {int((group == fold).sum())} test images", flush=True)
+        counts = f"{int((split == 'train').sum())} training, {int((group == fold).sum())} test images"
+        print(f"fold {fold + 1}/{folds}: {counts}", flush=True)
         models, fold_minutes = train_classifiers(work, seeds)
         minutes.append(fold_minutes)
         scores = score_classifier(work, models)
@@ -232,6 +250,7 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: li
         "folds_run": only,
         **classification_scores(labels, probabilities, 0.5),
         "seeds": seeds,
+        "train_fraction": fraction,
         "accuracy_at_thresholds_chosen_on_val": round(float(at_val_threshold.mean()), 3),
         "accuracy_by_fold": fold_accuracy,
         "training_minutes_by_fold": minutes,
@@ -256,6 +275,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier: one model per training seed, averaged")
+    parser.add_argument("--train-fraction", type=float, default=1.0, help="classifier: train on this fraction")
     args = parser.parse_args()
     if args.folds and args.folds < 3:
         parser.error("--folds needs at least 3 folds: one tests, the next validates, the others train")
@@ -264,6 +284,8 @@ def main() -> None:
         parser.error("--only needs --folds K and fold numbers from 1 to K")
     if args.seeds and args.model != "classifier":
         parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
+    if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model != "classifier"):
+        parser.error("--train-fraction is for the classifier, and a fraction above 0 and at most 1")
     params = TRAINING[args.model]
     for change in args.set:
         params = merge(params, change)
@@ -275,7 +297,7 @@ def main() -> None:
             folds = (
                 cross_validate_unet(work, args.folds, only)
                 if args.model == "unet"
-                else cross_validate_classifier(work, args.folds, only, seeds)
+                else cross_validate_classifier(work, args.folds, only, seeds, args.train_fraction)
             )
             print(json.dumps({"model": args.model, **params, **folds}, indent=2))
             return
@@ -283,11 +305,16 @@ def main() -> None:
             minutes = training_minutes(work, "unet")
             scores = score_unet(work)
         else:
+            manifest_path = work / "data/processed/classification/manifest.csv"
+            manifest = pd.read_csv(manifest_path)
+            split = thin_training_split(manifest["split"].to_numpy(), manifest["label"], args.train_fraction)
+            manifest.assign(split=split).to_csv(manifest_path, index=False)
             models, minutes = train_classifiers(work, seeds)
             scores = score_classifier(work, models)
     scores.pop("per_patient", None)
     scores.pop("test_predictions", None)
-    report = {"model": args.model, "seeds": seeds, "training_minutes": minutes, **params, **scores}
+    report = {"model": args.model, "seeds": seeds, "train_fraction": args.train_fraction, "training_minutes": minutes}
+    report.update({**params, **scores})
     print(json.dumps(report, indent=2))
 
 
