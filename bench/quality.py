@@ -223,6 +223,13 @@ def thin_training_split(split: np.ndarray, labels: pd.Series, fraction: float, s
     return thinned
 
 
+def write_classifier_split(path: Path, manifest: pd.DataFrame, split: np.ndarray, fraction: float) -> np.ndarray:
+    """Writes each image's split, with all but `fraction` of the training images unused; the split written."""
+    split = thin_training_split(split, manifest["label"], fraction)
+    manifest.assign(split=split).to_csv(path, index=False)
+    return split
+
+
 def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int], fraction: float) -> dict:
     from stages.evaluation import classification_scores
 
@@ -232,8 +239,7 @@ def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: li
     predictions, fold_accuracy, minutes = [], [], []
     for fold in [k - 1 for k in only]:
         split = np.where(group == fold, "test", np.where(group == (fold + 1) % folds, "val", "train"))
-        split = thin_training_split(split, manifest["label"], fraction)
-        manifest.assign(split=split).to_csv(manifest_path, index=False)
+        split = write_classifier_split(manifest_path, manifest, split, fraction)
         counts = f"{int((split == 'train').sum())} training, {int((group == fold).sum())} test images"
         print(f"fold {fold + 1}/{folds}: {counts}", flush=True)
         models, fold_minutes = train_classifiers(work, seeds)
@@ -307,14 +313,19 @@ def main() -> None:
         else:
             manifest_path = work / "data/processed/classification/manifest.csv"
             manifest = pd.read_csv(manifest_path)
-            split = thin_training_split(manifest["split"].to_numpy(), manifest["label"], args.train_fraction)
-            manifest.assign(split=split).to_csv(manifest_path, index=False)
+            write_classifier_split(manifest_path, manifest, manifest["split"].to_numpy(), args.train_fraction)
             models, minutes = train_classifiers(work, seeds)
             scores = score_classifier(work, models)
     scores.pop("per_patient", None)
     scores.pop("test_predictions", None)
-    report = {"model": args.model, "seeds": seeds, "train_fraction": args.train_fraction, "training_minutes": minutes}
-    report.update({**params, **scores})
+    report = {
+        "model": args.model,
+        "seeds": seeds,
+        "train_fraction": args.train_fraction,
+        "training_minutes": minutes,
+        **params,
+        **scores,
+    }
     print(json.dumps(report, indent=2))
 
 
