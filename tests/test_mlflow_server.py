@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def prepared(tmp_path_factory) -> Path:
     return work
 
 
-def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, prepared):
+def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, prepared, tmp_path, monkeypatch):
     run(prepared, "-m", "stages.train_classifier", MLFLOW_TRACKING_URI=server)
     assert not (prepared / "mlflow.db").exists(), "nothing went to the local store"
     client = mlflow.MlflowClient(tracking_uri=server)
@@ -85,6 +86,9 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     (version,) = client.search_model_versions("name = 'brain-mri-classifier'")
     assert version.run_id == logged.info.run_id
     mlflow.set_tracking_uri(server)
+    # get_model_info downloads MLmodel into a tempfile.mkdtemp() folder that MLflow never removes:
+    # keep it in this test's own temporary folder rather than leave one in /tmp each run
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     model_info = mlflow.models.get_model_info(f"models:/brain-mri-classifier/{version.version}")
     (input_spec,) = model_info.signature.inputs.to_dict()
     assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
