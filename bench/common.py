@@ -7,11 +7,10 @@ from pathlib import Path
 
 import yaml
 
+from brain_mri.common.params import merge_params as merge
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-sys.path.insert(0, str(ROOT))
-
-from tests.helpers import merge  # noqa: E402
 
 REAL_DATA = {
     "download": {

@@ -17,13 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from brain_mri.common.outputs import write_png
+from brain_mri.data.figures import crop_examples
+from brain_mri.data.images import brain_box, decode_image, head_mask
+from brain_mri.data.layouts import list_classification_images
+from brain_mri.data.sources import safe_extract
 
-from stages.figures import crop_examples, save_png  # noqa: E402
-from stages.images import brain_box, decode_image, head_mask  # noqa: E402
-from stages.layouts import list_classification_images  # noqa: E402
-from stages.sources import safe_extract  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCHIVE = ROOT.parent / "shared/datasets/brain-mri-images-for-brain-tumor-detection.zip"
 
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"both:            {results.all(axis=1).mean():.3f}")
     if failures:
         out = ROOT / "bench" / "crop_failures.png"
-        save_png(crop_examples(failures), out)
+        write_png(out, crop_examples(failures))
         print(f"worst crops: {out}")
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import tifffile
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from brain_mri.data.layouts import find_kaggle_3m, list_segmentation_slices
+from brain_mri.data.preprocessing import pack_segmentation
+from brain_mri.data.sources import safe_extract
 
-from stages.crop_split import pack_segmentation  # noqa: E402
-from stages.layouts import find_kaggle_3m, list_segmentation_slices  # noqa: E402
-from stages.sources import safe_extract  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ARCHIVE = ROOT.parent / "shared/datasets/lgg-mri-segmentation-sample.zip"
 

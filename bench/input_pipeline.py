@@ -20,21 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import albumentations as A
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tifffile
+from common import prepare_real_data
 
-import albumentations as A  # noqa: E402
-import cv2  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tifffile  # noqa: E402
-from common import prepare_real_data  # noqa: E402
-
-from stages.arrays import NpyRows
-from stages.images import crop_to_brain, decode_image, resize_square  # noqa: E402
-from stages.models import build_classifier, build_unet, segmentation_loss  # noqa: E402
-from stages.pipelines import (  # noqa: E402
+from brain_mri.data.images import crop_to_brain, decode_image, resize_square
+from brain_mri.data.processed import NpyRows
+from brain_mri.models.classifier import build_classifier
+from brain_mri.models.losses import segmentation_loss
+from brain_mri.models.unet import build_unet
+from brain_mri.training.pipelines import (
     classification_dataset,
     classifier_augmentation,
     segmentation_dataset,

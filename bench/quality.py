@@ -33,19 +33,16 @@ number of training images. Raise the epochs by 1/F to keep the number of trainin
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import pandas as pd
+import yaml
+from common import merge, prepare_real_data, run_stage
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
-from common import merge, prepare_real_data, run_stage  # noqa: E402
-
-from stages.arrays import NpyRows  # noqa: E402
+from brain_mri.data.processed import NpyRows
 
 TRAINING = {
     "unet": {
@@ -102,9 +99,9 @@ def train_classifiers(work: Path, seeds: list[int]) -> tuple[list[Path], float]:
 
 def score_unet(work: Path) -> dict:
     """Test scores at the default mask threshold 0.5 and at the one that is best on val."""
-    from stages.evaluate import unet_masks
-    from stages.evaluation import per_patient_scores, per_slice_summary, segmentation_scores
-    from stages.models import load_model
+    from brain_mri.evaluation.predictions import unet_masks
+    from brain_mri.evaluation.scores import per_patient_scores, per_slice_summary, segmentation_scores
+    from brain_mri.models.saving import load_model
 
     processed = work / "data/processed/segmentation"
     slices = NpyRows(processed / "slices.npy")
@@ -137,9 +134,9 @@ def score_unet(work: Path) -> dict:
 
 def score_classifier(work: Path, models: list[Path]) -> dict:
     """Test scores of the models' mean probability, at 0.5 and at the best-F1 threshold on val."""
-    from stages.evaluate import classifier_probabilities
-    from stages.evaluation import best_f1_threshold, classification_scores
-    from stages.models import load_model
+    from brain_mri.evaluation.predictions import classifier_probabilities
+    from brain_mri.evaluation.scores import best_f1_threshold, classification_scores
+    from brain_mri.models.saving import load_model
 
     processed = work / "data/processed/classification"
     images = NpyRows(processed / "images.npy")
@@ -231,7 +228,7 @@ def write_classifier_split(path: Path, manifest: pd.DataFrame, split: np.ndarray
 
 
 def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int], fraction: float) -> dict:
-    from stages.evaluation import classification_scores
+    from brain_mri.evaluation.scores import classification_scores
 
     manifest_path = work / "data/processed/classification/manifest.csv"
     manifest = pd.read_csv(manifest_path)

@@ -16,16 +16,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import keras
+import numpy as np
+import pandas as pd
+from common import prepare_real_data
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from common import prepare_real_data  # noqa: E402
-
-from stages.arrays import NpyRows  # noqa: E402
-from stages.models import build_unet, segmentation_loss, segmentation_metrics  # noqa: E402
-from stages.pipelines import segmentation_dataset  # noqa: E402
+from brain_mri.data.processed import NpyRows
+from brain_mri.models.losses import segmentation_loss, segmentation_metrics
+from brain_mri.models.unet import build_unet
+from brain_mri.training.pipelines import segmentation_dataset
 
 FULL_DATASET = 3929
 SIZE, BATCH = 256, 8

@@ -13,19 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
-from stages.errors import PipelineError, run_stage
-from stages.figures import overlay
-from stages.images import decode_image
-from stages.inference import classifier_input, mask_at_input_size, unet_input
-from stages.layouts import IMAGE_SUFFIXES
-from stages.models import load_model
-from stages.outputs import atomic_file
-from stages.params import load_params
+from brain_mri.common.errors import PipelineError, run_stage
+from brain_mri.common.outputs import write_csv
+from brain_mri.common.params import load_params
+from brain_mri.data.images import decode_image
+from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
+from brain_mri.models.saving import load_model
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -38,70 +34,6 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=16)
     return parser.parse_args(argv)
-
-
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as the image files inside them (recursively), in order."""
-    files = []
-    for path in inputs:
-        if not path.exists():
-            raise PipelineError(f"{path} does not exist; pass image files or folders of images")
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            files.append(path)
-    if not files:
-        raise PipelineError("no image files found in the inputs; pass JPEG/PNG/TIFF files or folders of them")
-    return files
-
-
-def output_stems(files: list[Path]) -> list[str]:
-    """A distinct output name per input, also for two inputs called the same in two folders."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in files:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}-{count + 1}")
-    return stems
-
-
-def save_png(array: np.ndarray, path: Path) -> None:
-    with atomic_file(path) as partial:
-        Image.fromarray(array).save(partial, format="PNG")
-
-
-def predict_batch(
-    batch: list[tuple[Path, str, np.ndarray]], models, thresholds, cascade: bool, out: Path
-) -> list[dict]:
-    classifier, unet = models
-    threshold, mask_threshold = thresholds
-    images = [image for _, _, image in batch]
-    probabilities = classifier.predict(
-        np.stack([classifier_input(i, classifier.input_shape[1]) for i in images]), verbose=0
-    )[:, 0]
-    maps = unet.predict(np.stack([unet_input(i, unet.input_shape[1]) for i in images]), verbose=0)[..., 0]
-    rows = []
-    for (path, stem, image), probability, probability_map in zip(batch, probabilities, maps, strict=True):
-        segmented = not cascade or probability >= threshold
-        mask = mask_at_input_size(probability_map, image.shape[:2], mask_threshold)
-        if not segmented:
-            mask[:] = 0
-        save_png(mask, out / f"{stem}_mask.png")
-        save_png((overlay(image, None, mask) * 255).astype(np.uint8), out / f"{stem}_overlay.png")
-        rows.append(
-            {
-                "input": str(path),
-                "status": "ok",
-                "tumour_probability": round(float(probability), 4),
-                "classified_tumour": bool(probability >= threshold),
-                "segmented": segmented,
-                "tumour_pixels": int(np.count_nonzero(mask)),
-                "mask": f"{stem}_mask.png",
-                "overlay": f"{stem}_overlay.png",
-            }
-        )
-    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,8 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             batch = []
     order = {str(path): position for position, path in enumerate(files)}
     table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(order))
-    with atomic_file(arguments.out / "predictions.csv") as partial:
-        table.to_csv(partial, index=False)
+    write_csv(arguments.out / "predictions.csv", table)
     done = int((table["status"] == "ok").sum())
     print(f"predict: {done} of {len(files)} images -> {arguments.out / 'predictions.csv'}")
 

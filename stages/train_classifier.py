@@ -4,26 +4,24 @@ Reads data/processed/classification, writes models/classifier.keras and
 metrics/train_classifier/history.csv, and logs one MLflow run.
 """
 
+import shutil
 from pathlib import Path
 
 import keras
-import pandas as pd
 
-from stages.arrays import NpyRows
-from stages.errors import run_stage
-from stages.models import build_classifier
-from stages.params import load_params
-from stages.pipelines import classification_dataset
-from stages.training import (
-    balanced_class_weight,
-    choose_strategy,
-    device_report,
-    learning_rate,
-    split_rows,
-    steps_per_epoch,
-    train_and_log,
-    use_precision_and_xla,
-)
+from brain_mri.common.errors import run_stage
+from brain_mri.common.outputs import write_csv
+from brain_mri.common.params import load_params
+from brain_mri.data.processed import read_classification, split_rows
+from brain_mri.models.classifier import build_classifier
+from brain_mri.models.saving import save_model
+from brain_mri.tracking.models import log_keras_model, log_training
+from brain_mri.tracking.runs import stage_run
+from brain_mri.training.devices import choose_strategy, device_report, use_precision_and_xla
+from brain_mri.training.figures import training_curves
+from brain_mri.training.fitting import backup_dir, fit
+from brain_mri.training.pipelines import classification_dataset
+from brain_mri.training.schedule import balanced_class_weight, learning_rate, steps_per_epoch
 
 DATA = Path("data/processed/classification")
 MODEL = Path("models/classifier.keras")
@@ -35,18 +33,18 @@ def main() -> None:
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.strategy)
     policy, xla = use_precision_and_xla(config)
-    images = NpyRows(DATA / "images.npy")
-    manifest = pd.read_csv(DATA / "manifest.csv")
-    labels = manifest.sort_values("row")["label"].to_numpy()
-    train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "val")
+    data = read_classification(DATA)
+    train_rows, val_rows = split_rows(data.manifest, "train"), split_rows(data.manifest, "val")
     size, batch, seed = config.image_size, config.batch_size, config.seed
     distributed = strategy.num_replicas_in_sync > 1
-    class_weight = balanced_class_weight(labels[train_rows]) if config.class_weight == "balanced" else None
+    class_weight = balanced_class_weight(data.labels[train_rows]) if config.class_weight == "balanced" else None
     train = classification_dataset(
-        images, labels, train_rows, size, batch, seed, augment=True, drop_remainder=True, class_weight=class_weight
+        data.images, data.labels, train_rows, size, batch, seed,
+        augment=True, drop_remainder=True, class_weight=class_weight,
+    )  # fmt: skip
+    val = classification_dataset(
+        data.images, data.labels, val_rows, size, batch, seed, augment=False, drop_remainder=distributed
     )
-    val = classification_dataset(images, labels, val_rows, size, batch, seed, augment=False, drop_remainder=distributed)
-
     with strategy.scope():
         model = build_classifier(size, config.weights, config.batch_norm, config.dropout)
         model.compile(
@@ -55,19 +53,16 @@ def main() -> None:
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
             jit_compile=xla,
         )
-    train_and_log(
-        "train_classifier",
-        config,
-        model,
-        train,
-        val,
-        manifest=DATA / "manifest.csv",
-        model_path=MODEL,
-        history_path=HISTORY,
-        metric="accuracy",
-        registered_name="brain-mri-classifier",
-        device=device_report(strategy, policy, xla),
-    )
+
+    backup = backup_dir("train_classifier", config, DATA / "manifest.csv")
+    with stage_run("train_classifier", config.model_dump(), system_metrics=True) as run:
+        history = fit(model, train, val, config, backup, tracked=run is not None)
+        if run is not None:  # the chief of a multi-worker cluster, or the only process
+            save_model(model, MODEL)
+            write_csv(HISTORY, history)
+            log_training(history, training_curves(history, "accuracy"), device_report(strategy, policy, xla))
+            log_keras_model(model, val, "brain-mri-classifier" if config.register_model else None)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 if __name__ == "__main__":

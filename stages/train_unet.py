@@ -4,25 +4,25 @@ Reads data/processed/segmentation, writes models/unet.keras and
 metrics/train_unet/history.csv, and logs one MLflow run.
 """
 
+import shutil
 from pathlib import Path
 
 import keras
-import pandas as pd
 
-from stages.arrays import NpyRows
-from stages.errors import run_stage
-from stages.models import build_unet, segmentation_loss, segmentation_metrics
-from stages.params import load_params
-from stages.pipelines import segmentation_dataset
-from stages.training import (
-    choose_strategy,
-    device_report,
-    learning_rate,
-    split_rows,
-    steps_per_epoch,
-    train_and_log,
-    use_precision_and_xla,
-)
+from brain_mri.common.errors import run_stage
+from brain_mri.common.outputs import write_csv
+from brain_mri.common.params import load_params
+from brain_mri.data.processed import read_segmentation, split_rows
+from brain_mri.models.losses import segmentation_loss, segmentation_metrics
+from brain_mri.models.saving import save_model
+from brain_mri.models.unet import build_unet
+from brain_mri.tracking.models import log_keras_model, log_training
+from brain_mri.tracking.runs import stage_run
+from brain_mri.training.devices import choose_strategy, device_report, use_precision_and_xla
+from brain_mri.training.figures import training_curves
+from brain_mri.training.fitting import backup_dir, fit
+from brain_mri.training.pipelines import segmentation_dataset
+from brain_mri.training.schedule import learning_rate, steps_per_epoch
 
 DATA = Path("data/processed/segmentation")
 MODEL = Path("models/unet.keras")
@@ -34,25 +34,17 @@ def main() -> None:
     keras.utils.set_random_seed(config.seed)
     strategy = choose_strategy(config.strategy)
     policy, xla = use_precision_and_xla(config)
-    slices = NpyRows(DATA / "slices.npy")
-    masks = NpyRows(DATA / "masks.npy")
-    manifest = pd.read_csv(DATA / "manifest.csv")
-    train_rows, val_rows = split_rows(manifest, "train"), split_rows(manifest, "val")
+    data = read_segmentation(DATA)
+    train_rows, val_rows = split_rows(data.manifest, "train"), split_rows(data.manifest, "val")
     size, batch, seed = config.image_size, config.batch_size, config.seed
     distributed = strategy.num_replicas_in_sync > 1
     train = segmentation_dataset(
-        slices,
-        masks,
-        train_rows,
-        size,
-        batch,
-        seed,
-        augment=True,
-        drop_remainder=True,
-        missing_sequence_p=config.missing_sequence_p,
+        data.slices, data.masks, train_rows, size, batch, seed,
+        augment=True, drop_remainder=True, missing_sequence_p=config.missing_sequence_p,
+    )  # fmt: skip
+    val = segmentation_dataset(
+        data.slices, data.masks, val_rows, size, batch, seed, augment=False, drop_remainder=distributed
     )
-    val = segmentation_dataset(slices, masks, val_rows, size, batch, seed, augment=False, drop_remainder=distributed)
-
     with strategy.scope():
         model = build_unet(size, config.backbone, config.encoder_weights, config.input_scaling)
         model.compile(
@@ -61,19 +53,16 @@ def main() -> None:
             metrics=segmentation_metrics(),
             jit_compile=xla,
         )
-    train_and_log(
-        "train_unet",
-        config,
-        model,
-        train,
-        val,
-        manifest=DATA / "manifest.csv",
-        model_path=MODEL,
-        history_path=HISTORY,
-        metric="dice",
-        registered_name="brain-mri-unet",
-        device=device_report(strategy, policy, xla),
-    )
+
+    backup = backup_dir("train_unet", config, DATA / "manifest.csv")
+    with stage_run("train_unet", config.model_dump(), system_metrics=True) as run:
+        history = fit(model, train, val, config, backup, tracked=run is not None)
+        if run is not None:  # the chief of a multi-worker cluster, or the only process
+            save_model(model, MODEL)
+            write_csv(HISTORY, history)
+            log_training(history, training_curves(history, "dice"), device_report(strategy, policy, xla))
+            log_keras_model(model, val, "brain-mri-unet" if config.register_model else None)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,55 @@
+"""Fixtures built once per test run and shared, read-only, by every test and xdist worker.
+
+A test that changes one of them works on its own copy (`tests.helpers.copy_work`).
+"""
+
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-CLASSIFICATION_ARCHIVE = SHARED / "brain-mri-images-for-brain-tumor-detection.zip"
-SEGMENTATION_ARCHIVE = SHARED / "lgg-mri-segmentation-sample.zip"
+from tests.helpers import dvc, project_copy, run_stage_ok, write_params
 
-needs_real_data = pytest.mark.skipif(
-    not (CLASSIFICATION_ARCHIVE.is_file() and SEGMENTATION_ARCHIVE.is_file()),
-    reason=f"the real archives are not in {SHARED} (../shared/datasets beside the project root)",
-)
+
+def built_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """root/name, built by the first worker that asks for it; the others wait for it and reuse it."""
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".complete").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_root(tmp_path_factory, worker_id) -> Path:
+    """A folder that every xdist worker of this test run sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def _processed(folder: Path) -> None:
+    write_params(folder)
+    run_stage_ok(folder, "download")
+    run_stage_ok(folder, "crop_split")
+
+
+@pytest.fixture(scope="session")
+def tiny_processed(shared_root) -> Path:
+    """params.yaml (the tiny set), data/raw and data/processed, as download and crop_split leave them."""
+    return built_once(shared_root, "tiny-processed", _processed)
+
+
+def _reproduce(folder: Path) -> None:
+    project_copy(folder)
+    (folder / "repro.log").write_text(dvc(folder, "repro").stdout)
+
+
+@pytest.fixture(scope="session")
+def reproduced(shared_root) -> Path:
+    """A git copy of the project (tiny params) after a whole `dvc repro`; its output is in repro.log."""
+    return built_once(shared_root, "reproduced", _reproduce)

@@ -1,37 +1,104 @@
-"""Running the real pipeline in a throw-away git copy of the project."""
+"""What the tests share: the real archives, the one tiny-params set, the one way to run a stage in
+a subprocess, and copies of the project for the real `dvc` pipeline."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from brain_mri.common.params import merge_params
 
-# Small enough for CI on 2 cores, large enough that both models learn.
-TINY_PARAMS = {
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+CLASSIFICATION_ARCHIVE = SHARED / "brain-mri-images-for-brain-tumor-detection.zip"
+SEGMENTATION_ARCHIVE = SHARED / "lgg-mri-segmentation-sample.zip"
+
+needs_real_data = pytest.mark.skipif(
+    not (CLASSIFICATION_ARCHIVE.is_file() and SEGMENTATION_ARCHIVE.is_file()),
+    reason=f"the real archives are not in {SHARED} (../shared/datasets beside the project root)",
+)
+
+# The one shrunken params set: small enough for CI on 2 cores, large enough that both models
+# learn the embedded data. A test changes only the key it is about (epochs, strategy, ...).
+TINY = {
     "download": {"synthetic": {"classification_images": 80, "segmentation_patients": 6, "slices_per_patient": 10}},
     "crop_split": {
-        "image_size": 64,
+        "image_size": 32,
         "classification_split": {"train": 0.6, "val": 0.2, "test": 0.2},
         "segmentation_split": {"train": 0.5, "val": 0.25, "test": 0.25},
     },
-    "train_classifier": {"epochs": 8, "batch_size": 8, "image_size": 64},
+    "train_classifier": {"epochs": 8, "batch_size": 8, "image_size": 32, "lr_reference_batch": 8},
     "train_unet": {"epochs": 6, "batch_size": 8, "image_size": 64},
 }
 
 
-def merge(base: dict, changes: dict) -> dict:
-    merged = dict(base)
-    for key, value in changes.items():
-        merged[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return merged
+def tiny_params(*changes: dict) -> dict:
+    """The project's params.yaml with TINY and then each of `changes` laid over it."""
+    params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    for change in changes:
+        params = merge_params(params, change)
+    return params
 
 
-def project_copy(destination: Path, params: dict) -> Path:
-    """Copy the project's files (tracked and new, not ignored) into a fresh git repository."""
+def write_params(folder: Path, *changes: dict) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(*changes), sort_keys=False))
+
+
+def stage_env(**extra: str) -> dict[str, str]:
+    """This environment without DVC's, MLflow's, TF_CONFIG or Kaggle's settings, with this test's
+    Python first on PATH (for `dvc` and `mlflow`) and the project root on PYTHONPATH, so that
+    `python -m stages.<name>` runs the project's stage scripts from any folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "TF_CONFIG", "KAGGLE_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(ROOT)
+    return {**env, **extra}
+
+
+def stage_command(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"stages.{name}", *args]
+
+
+def run_stage(work: Path, name: str, *args: str, env: dict | None = None, **options) -> subprocess.CompletedProcess:
+    """Run a stage (or predict) as users do, in `work`; the result holds its exit code and output."""
+    return subprocess.run(
+        stage_command(name, *args), cwd=work, env=env or stage_env(), capture_output=True, text=True, **options
+    )
+
+
+def run_stage_ok(work: Path, name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = run_stage(work, name, *args, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def copy_work(source: Path, destination: Path, *changes: dict) -> Path:
+    """A copy of a prepared folder (or project copy) to change freely, with `changes` laid over its params.
+
+    Files over 1 MB that stages only ever replace (models, arrays, the DVC cache) are hard links:
+    a copy costs no disk, and the stages' atomic writes never change the original. Everything
+    else, the MLflow store and params.yaml among them, is copied.
+    """
+
+    def link_or_copy(src: str, dst: str) -> None:
+        big = os.path.getsize(src) > 1 << 20 and not src.endswith((".db", ".yaml", ".lock", ".csv", ".json"))
+        os.link(src, dst) if big else shutil.copy2(src, dst)
+
+    shutil.copytree(source, destination, symlinks=True, copy_function=link_or_copy)
+    if changes:
+        params = yaml.safe_load((destination / "params.yaml").read_text())
+        for change in changes:
+            params = merge_params(params, change)
+        (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return destination
+
+
+def project_copy(destination: Path, *changes: dict) -> Path:
+    """The project's files (tracked and new, not ignored) in a fresh git repository, with tiny params."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
@@ -40,8 +107,7 @@ def project_copy(destination: Path, params: dict) -> Path:
         if source.is_file() and not name.startswith(("data/", "models/", "metrics/")):
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / name)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (destination / "params.yaml").write_text(yaml.safe_dump(merge(raw, params), sort_keys=False))
+    write_params(destination, *changes)
     (destination / "dvc.lock").unlink(missing_ok=True)
     git(destination, "init", "-q")
     git(destination, "add", "-A")
@@ -54,18 +120,11 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
-def pipeline_env(**extra: str) -> dict[str, str]:
-    """The test's own Python first on PATH, so `python -m stages.x` in dvc.yaml finds the packages."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, **extra}
-
-
 def dvc(cwd: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "dvc"), *args],
         cwd=cwd,
-        env=env or pipeline_env(),
+        env=env or stage_env(),
         capture_output=True,
         text=True,
     )
@@ -76,3 +135,17 @@ def dvc(cwd: Path, *args: str, env: dict | None = None, check: bool = True) -> s
 
 def stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def epochs_logged(work: Path) -> int:
+    """Epochs in the resumable history of a running train_classifier (0 before the first)."""
+    for history in work.glob(".checkpoints/train_classifier-*/history.csv"):
+        lines = history.read_text().strip().splitlines()
+        return max(0, len(lines) - 1)
+    return 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.arrays import NpyRows
+from brain_mri.data.processed import NpyRows
 
 
 @pytest.fixture

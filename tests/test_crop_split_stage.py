@@ -3,8 +3,6 @@
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +11,8 @@ import pytest
 import tifffile
 import yaml
 
-from stages.synthetic import write_classification_dataset, write_segmentation_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_stage(cwd: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"],
-        cwd=cwd,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-        capture_output=True,
-        text=True,
-    )
+from brain_mri.data.synthetic import write_classification_dataset, write_segmentation_dataset
+from tests.helpers import ROOT, run_stage
 
 
 def tiff_bytes(array: np.ndarray) -> bytes:

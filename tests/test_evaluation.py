@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.evaluation import (
+from brain_mri.evaluation.scores import (
     best_f1_threshold,
     classification_scores,
     dice,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.errors import PipelineError
-from stages.images import crop_to_brain, decode_image, read_mask
+from brain_mri.common.errors import PipelineError
+from brain_mri.data.images import crop_to_brain, decode_image, read_mask
 
 
 def encode(array, fmt="PNG", mode=None):

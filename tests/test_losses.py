@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.models import segmentation_loss, segmentation_metrics
+from brain_mri.models.losses import segmentation_loss, segmentation_metrics
 
 
 def batch(values):

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,19 +11,11 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
-import yaml
 
-from tests.helpers import merge
-from tests.test_training import SMALL, copy_of, epochs_logged, run, stage_env
+from tests.helpers import copy_work, epochs_logged, free_port, run_stage, run_stage_ok, stage_command, stage_env
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+TWO_EPOCHS = {"train_classifier": {"epochs": 2}}
 
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
@@ -64,20 +55,10 @@ def stop(server: subprocess.Popen) -> None:
     server.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("work")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    changes = merge(SMALL, {"train_classifier": {"register_model": True}})
-    (work / "params.yaml").write_text(yaml.safe_dump(merge(raw, changes)))
-    run(work, "-m", "stages.download")
-    run(work, "-m", "stages.crop_split")
-    return work
-
-
-def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, prepared, tmp_path, monkeypatch):
-    run(prepared, "-m", "stages.train_classifier", MLFLOW_TRACKING_URI=server)
-    assert not (prepared / "mlflow.db").exists(), "nothing went to the local store"
+def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, tiny_processed, tmp_path, monkeypatch):
+    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 2, "register_model": True}})
+    run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=server))
+    assert not (work / "mlflow.db").exists(), "nothing went to the local store"
     client = mlflow.MlflowClient(tracking_uri=server)
     experiment = client.get_experiment_by_name("brain-mri")
     (logged,) = client.search_runs([experiment.experiment_id])
@@ -94,33 +75,30 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
 
 
-def test_an_unreachable_server_fails_the_stage_at_once_naming_it(prepared):
+def test_an_unreachable_server_fails_the_stage_at_once_naming_it(tiny_processed, tmp_path):
+    work = copy_work(tiny_processed, tmp_path / "work", TWO_EPOCHS)
     uri = f"http://127.0.0.1:{free_port()}"
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.train_classifier"],
-        cwd=prepared,
-        env={**stage_env(prepared), "MLFLOW_TRACKING_URI": uri},
-        capture_output=True,
-        text=True,
-    )
+    result = run_stage(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and uri in last and "Traceback" not in result.stderr
     assert "Epoch 1/" not in result.stdout, "no training time was spent"
-    assert not list(prepared.glob(".checkpoints/*"))
+    assert not list(work.glob(".checkpoints/*"))
 
 
-def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resumes(prepared, tmp_path):
-    work = copy_of(prepared, tmp_path / "work", train_classifier={"epochs": 30, "register_model": False})
+def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resumes(tiny_processed, tmp_path):
+    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 30}})
     model = work / "models/classifier.keras"
-    earlier_model = model.read_bytes() if model.exists() else None  # another test's run may have left one
+    model.parent.mkdir()
+    earlier_model = b"the model of an earlier run"  # only its bytes matter: a failed run leaves them be
+    model.write_bytes(earlier_model)
     port, store = free_port(), tmp_path / "store"
     uri = f"http://127.0.0.1:{port}"
     server = start_server(store, port)
     # one quick retry instead of MLflow's default minutes of them
-    env = {**stage_env(work), "MLFLOW_TRACKING_URI": uri, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+    env = stage_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
     training = subprocess.Popen(
-        [sys.executable, "-m", "stages.train_classifier"],
+        stage_command("train_classifier"),
         cwd=work,
         env=env,
         stdout=subprocess.PIPE,
@@ -140,11 +118,11 @@ def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resu
     assert "resumes" in errors[0] and "Traceback" not in stderr
     done_before = epochs_logged(work)
     assert 2 <= done_before < 30, f"the server went away in the middle of training: {stderr[-3000:]}"
-    assert (model.read_bytes() if model.exists() else None) == earlier_model, "an earlier model is left as it was"
+    assert model.read_bytes() == earlier_model, "an earlier model is left as it was"
 
     server = start_server(store, port)  # the same store comes back
     try:
-        resumed = run(work, "-m", "stages.train_classifier", MLFLOW_TRACKING_URI=uri)
+        resumed = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
         client = mlflow.MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("brain-mri")
         runs = {r.info.status: r for r in client.search_runs([experiment.experiment_id])}
@@ -156,4 +134,4 @@ def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resu
     assert runs["KILLED"].data.params == runs["FINISHED"].data.params, "the earlier run and its params are kept"
     assert "final_loss" in runs["FINISHED"].data.metrics
     assert sorted(m.step for m in losses) == list(range(30)), "the resumed run shows every epoch"
-    assert model.is_file() and model.read_bytes() != earlier_model
+    assert model.read_bytes() != earlier_model

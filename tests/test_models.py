@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stages.models import PerSliceIntensity, build_unet, load_model
+from brain_mri.models.saving import load_model
+from brain_mri.models.unet import PerSliceIntensity, build_unet
 
 
 def head_slice() -> np.ndarray:

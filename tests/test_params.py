@@ -1,14 +1,10 @@
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.errors import PipelineError
-from stages.params import parse_params
-
-ROOT = Path(__file__).resolve().parents[1]
+from brain_mri.common.errors import PipelineError
+from brain_mri.common.params import parse_params
+from tests.helpers import ROOT, run_stage
 
 
 def default_params() -> dict:
@@ -67,13 +63,7 @@ def test_a_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path
     raw = default_params()
     raw["download"]["source"] = "ftp"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.download"],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
+    result = run_stage(tmp_path, "download")
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "download.source" in result.stderr and "Traceback" not in result.stderr

@@ -14,28 +14,31 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, needs_real_data
-from tests.helpers import ROOT, TINY_PARAMS, dvc, git, pipeline_env, project_copy, stages_run
+from tests.helpers import (
+    CLASSIFICATION_ARCHIVE,
+    ROOT,
+    SEGMENTATION_ARCHIVE,
+    TINY,
+    copy_work,
+    dvc,
+    git,
+    needs_real_data,
+    run_stage,
+    stage_env,
+    stages_run,
+)
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["download", "crop_split", "train_classifier", "train_unet", "evaluate"]
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory):
-    repo = project_copy(tmp_path_factory.mktemp("pipeline"), TINY_PARAMS)
-    first = dvc(repo, "repro")
-    return repo, first.stdout
-
-
 def test_every_stage_runs_in_order(reproduced):
-    _, output = reproduced
-    assert stages_run(output) == STAGES
+    assert stages_run((reproduced / "repro.log").read_text()) == STAGES
 
 
-def test_metrics_hold_numbers_and_both_models_beat_chance(reproduced):
-    repo, _ = reproduced
+def test_metrics_hold_numbers_and_both_models_beat_chance(reproduced, tmp_path):
+    repo = reproduced
     classifier = json.loads((repo / "metrics/evaluate/classifier.json").read_text())
     segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
     for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
@@ -50,12 +53,12 @@ def test_metrics_hold_numbers_and_both_models_beat_chance(reproduced):
     assert classifier["roc_auc"] > 0.75
     # an empty prediction scores 0 on every patient with tumour
     assert segmentation["dice_mean"] > 0.5 and segmentation["test_patients"] >= 1
-    shown = dvc(repo, "metrics", "show", "--json").stdout
+    shown = dvc(copy_work(repo, tmp_path / "repo"), "metrics", "show", "--json").stdout
     assert "dice_mean" in shown and "accuracy" in shown
 
 
 def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduced):
-    repo, _ = reproduced
+    repo = reproduced
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
@@ -65,11 +68,11 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
     for stage in ("train_classifier", "train_unet"):
         run = by_stage[stage]
         assert run.info.status == "FINISHED"
-        assert run.data.params["epochs"] == str(TINY_PARAMS[stage]["epochs"])
+        assert run.data.params["epochs"] == str(TINY[stage]["epochs"])
         assert "final_val_loss" in run.data.metrics
         assert run.data.tags["device"] in ("CPU", "GPU") and run.data.tags["git_commit"] != "unknown"
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
-        assert len(history) == TINY_PARAMS[stage]["epochs"], "one loss value per epoch"
+        assert len(history) == TINY[stage]["epochs"], "one loss value per epoch"
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         assert any(model.source_run_id == run.info.run_id for model in models)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(by_stage["train_unet"].info.run_id)}
@@ -77,23 +80,17 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
     assert (repo / "mlartifacts").is_dir(), "artifacts live beside the store at the repository root"
 
 
-def test_a_second_repro_reruns_nothing(reproduced):
-    repo, _ = reproduced
+def test_a_second_repro_reruns_nothing(reproduced, tmp_path):
+    repo = copy_work(reproduced, tmp_path / "repo")
     assert stages_run(dvc(repo, "repro").stdout) == []
 
 
 def predict(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "stages.predict", *args],
-        cwd=repo,
-        env=pipeline_env(PYTHONPATH=str(repo)),
-        capture_output=True,
-        text=True,
-    )
+    return run_stage(repo, "predict", *args)
 
 
 def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = reproduced
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     gray = np.zeros((300, 240), np.uint8)
@@ -119,7 +116,7 @@ def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(reproduced, t
 
 
 def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = reproduced
     slices = sorted((repo / "data/raw/segmentation/kaggle_3m").glob("*/*[0-9].tif"))[:6]
     result = predict(repo, *map(str, slices), "--out", str(tmp_path / "out"), "--no-cascade")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -128,7 +125,7 @@ def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
 
 
 def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = reproduced
     result = predict(repo, str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "out"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in result.stderr
@@ -137,7 +134,7 @@ def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tm
 
 @needs_real_data
 def test_predict_on_the_real_images(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = reproduced
     real = tmp_path / "real"
     with zipfile.ZipFile(CLASSIFICATION_ARCHIVE) as bundle:
         names = [n for n in bundle.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))][::25]
@@ -172,7 +169,7 @@ CDN = {
     reason=f"the page loads vega from a CDN, unreachable here; .ci/run puts local copies in {VEGA}",
 )
 def test_dvc_plots_show_renders_every_plot_in_chromium(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = copy_work(reproduced, tmp_path / "repo")
     dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     page = tmp_path / "plots" / "index.html"
     html = page.read_text()
@@ -199,7 +196,7 @@ def test_dvc_plots_show_renders_every_plot_in_chromium(reproduced, tmp_path):
 
 
 def test_outputs_pushed_to_a_local_remote_come_back_after_the_cache_is_gone(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = copy_work(reproduced, tmp_path / "repo")
     dvc(repo, "remote", "add", "--local", "-d", "storage", str(tmp_path / "remote"))
     dvc(repo, "push")
     model_bytes = (repo / "models/unet.keras").read_bytes()
@@ -215,16 +212,22 @@ def report(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(repo / "scripts/metrics_report.py"), *args],
         cwd=repo,
-        env=pipeline_env(),
+        env=stage_env(),
         capture_output=True,
         text=True,
     )
 
 
-def test_metrics_report_shows_metric_param_and_plot_changes_against_a_ref(reproduced, tmp_path):
-    repo, _ = reproduced
+def committed_copy(reproduced: Path, destination: Path) -> Path:
+    """A copy of the reproduced project with its outputs committed on top of the first commit."""
+    repo = copy_work(reproduced, destination)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "reproduced")
+    return repo
+
+
+def test_metrics_report_shows_metric_param_and_plot_changes_against_a_ref(reproduced, tmp_path):
+    repo = committed_copy(reproduced, tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluate"]["threshold"] = 0.999  # almost nothing is called tumour now
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -241,11 +244,10 @@ def test_metrics_report_shows_metric_param_and_plot_changes_against_a_ref(reprod
     assert "metrics/evaluate/segmentation.json" in without_metrics.stdout, (
         "all metrics are new against a ref without them"
     )
-    git(repo, "checkout", "-q", "--", "params.yaml")
 
 
 def test_metrics_report_deepens_a_shallow_clone(reproduced, tmp_path):
-    repo, _ = reproduced
+    repo = committed_copy(reproduced, tmp_path / "repo")
     shallow = tmp_path / "shallow"
     subprocess.run(["git", "clone", "-q", "--depth", "1", repo.as_uri(), str(shallow)], check=True)
     result = report(shallow, "HEAD~1", "--no-repro")
@@ -254,8 +256,8 @@ def test_metrics_report_deepens_a_shallow_clone(reproduced, tmp_path):
     assert "## Params against `HEAD~1`" in result.stdout
 
 
-def test_changing_unet_epochs_reruns_only_train_unet_and_evaluate(reproduced):
-    repo, _ = reproduced
+def test_changing_unet_epochs_reruns_only_train_unet_and_evaluate(reproduced, tmp_path):
+    repo = copy_work(reproduced, tmp_path / "repo")
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train_unet"]["epochs"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -5,8 +5,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from stages.layouts import FLAIR, POST_CONTRAST, PRE_CONTRAST
-from stages.pipelines import MissingSequenceAsFlair, segmentation_dataset
+from brain_mri.data.processed import FLAIR, POST_CONTRAST, PRE_CONTRAST
+from brain_mri.training.pipelines import MissingSequenceAsFlair, segmentation_dataset
 
 SIZE = 48
 

@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 import tifffile
 
-from stages.images import crop_to_brain, decode_image
-from stages.layouts import find_kaggle_3m, list_classification_images, list_segmentation_slices
-from stages.sources import safe_extract
-from stages.splits import patient_wise_split
-from tests.conftest import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, needs_real_data
-from tests.helpers import dvc, project_copy, stages_run
+from brain_mri.data.images import crop_to_brain, decode_image
+from brain_mri.data.layouts import find_kaggle_3m, list_classification_images, list_segmentation_slices
+from brain_mri.data.sources import safe_extract
+from brain_mri.data.splits import patient_wise_split
+from tests.helpers import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, dvc, needs_real_data, project_copy, stages_run
 
 pytestmark = needs_real_data
 LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
@@ -71,8 +70,8 @@ def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
             "classification": str(CLASSIFICATION_ARCHIVE),
             "segmentation": str(SEGMENTATION_ARCHIVE),
         },
-        "train_classifier": {"epochs": 1, "image_size": 64},
-        "train_unet": {"epochs": 1, "image_size": 64},
+        "train_classifier": {"epochs": 1},
+        "train_unet": {"epochs": 1},
     }
     repo = project_copy(tmp_path, params)
     output = dvc(repo, "repro").stdout

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import PipelineError
-from stages.layouts import find_classification_folders, find_kaggle_3m
-from stages.sources import download_kaggle, download_url, safe_extract
+from brain_mri.common.errors import PipelineError
+from brain_mri.data.layouts import find_classification_folders, find_kaggle_3m
+from brain_mri.data.sources import download_kaggle, download_url, safe_extract
 
 LIMITS = {"max_files": 1000, "max_bytes": 10**8}
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.splits import patient_wise_split, stratified_split
+from brain_mri.data.splits import patient_wise_split, stratified_split
 
 
 def slices_of(patients: dict[str, list[int]]) -> pd.DataFrame:

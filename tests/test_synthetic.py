@@ -6,12 +6,12 @@ import pandas as pd
 import tifffile
 from PIL import Image
 
-from stages.layouts import (
+from brain_mri.data.layouts import (
     find_kaggle_3m,
     list_classification_images,
     list_segmentation_slices,
 )
-from stages.synthetic import write_classification_dataset, write_segmentation_dataset
+from brain_mri.data.synthetic import write_classification_dataset, write_segmentation_dataset
 
 
 def tree_digest(root):

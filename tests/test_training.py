@@ -1,78 +1,42 @@
 """Training as it runs for users: on two devices or two workers, resumed after a kill, best epoch restored."""
 
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
-import yaml
 
-from tests.helpers import merge
+from tests.helpers import (
+    ROOT,
+    copy_work,
+    epochs_logged,
+    free_port,
+    run_stage,
+    run_stage_ok,
+    stage_command,
+    stage_env,
+)
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = {
-    "download": {"synthetic": {"classification_images": 40, "segmentation_patients": 4, "slices_per_patient": 8}},
-    "crop_split": {"image_size": 32, "classification_split": {"train": 0.6, "val": 0.2, "test": 0.2}},
-    "train_classifier": {"epochs": 2, "batch_size": 8, "image_size": 32, "lr_reference_batch": 8},
-    "train_unet": {"epochs": 2, "batch_size": 4, "image_size": 32, "lr_reference_batch": 4},
-}
-
-
-def stage_env(work: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "TF_CONFIG"))}
-    return {**env, "PYTHONPATH": str(ROOT), **extra}
-
-
-def run(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, *args], cwd=work, env=stage_env(work, **env), capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A folder with params.yaml and the processed synthetic data, as crop_split leaves it."""
-    work = tmp_path_factory.mktemp("training")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (work / "params.yaml").write_text(yaml.safe_dump(merge(raw, SMALL)))
-    run(work, "-m", "stages.download")
-    run(work, "-m", "stages.crop_split")
-    return work
-
-
-def copy_of(prepared: Path, destination: Path, **changes) -> Path:
-    shutil.copytree(prepared, destination)
-    if changes:
-        params = yaml.safe_load((destination / "params.yaml").read_text())
-        (destination / "params.yaml").write_text(yaml.safe_dump(merge(params, changes)))
-    return destination
-
-
-TWO_LOGICAL_CPUS = """
-import sys, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import runpy
-runpy.run_module(sys.argv[1], run_name="__main__")
-"""
+TWO_EPOCHS = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2}}
 
 
 @pytest.mark.parametrize("stage", ["train_classifier", "train_unet"])
-def test_auto_strategy_mirrors_over_two_logical_devices(prepared, tmp_path, stage):
-    work = copy_of(prepared, tmp_path / "work")
-    run(work, "-c", TWO_LOGICAL_CPUS, f"stages.{stage}")
-    import mlflow
-
+def test_auto_strategy_mirrors_over_two_logical_devices(tiny_processed, tmp_path, stage):
+    work = copy_work(tiny_processed, tmp_path / "work", TWO_EPOCHS)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.programs.two_logical_cpus", f"stages.{stage}"],
+        cwd=work,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     (run_info,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     assert run_info.data.tags["replicas"] == "2"
@@ -81,27 +45,21 @@ def test_auto_strategy_mirrors_over_two_logical_devices(prepared, tmp_path, stag
     assert len(history) == 2 and history["loss"].notna().all()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("stage", ["train_classifier", "train_unet"])
-def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(prepared, tmp_path, stage):
+def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(tiny_processed, tmp_path, stage):
     """Two real workers on 127.0.0.1, each in its own copy of the project (as on two machines):
     both finish; the chief (worker 0) alone writes the model and the MLflow run."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     works, workers = [], []
     for index in range(2):
-        work = copy_of(prepared, tmp_path / f"worker{index}", **{stage: {"strategy": "multi_worker"}})
+        work = copy_work(tiny_processed, tmp_path / f"worker{index}", TWO_EPOCHS, {stage: {"strategy": "multi_worker"}})
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         works.append(work)
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", f"stages.{stage}"],
+                stage_command(stage),
                 cwd=work,
-                env=stage_env(work, TF_CONFIG=config),
+                env=stage_env(TF_CONFIG=config),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -113,8 +71,6 @@ def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(prepared, tm
     model = "classifier" if stage == "train_classifier" else "unet"
     assert (chief / f"models/{model}.keras").is_file() and not (other / "models").exists()
     assert not (other / "mlflow.db").exists()
-    import mlflow
-
     mlflow.set_tracking_uri(f"sqlite:///{chief / 'mlflow.db'}")
     (run_info,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     assert run_info.info.status == "FINISHED" and run_info.data.tags["replicas"] == "2"
@@ -122,30 +78,20 @@ def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(prepared, tm
     assert len(history) == 2 and history[["loss", "val_loss"]].notna().all().all()
 
 
-def test_multi_worker_without_tf_config_is_refused_with_the_fix(prepared, tmp_path):
-    work = copy_of(prepared, tmp_path / "work", train_classifier={"strategy": "multi_worker"})
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.train_classifier"], cwd=work, env=stage_env(work), capture_output=True, text=True
-    )
+def test_multi_worker_without_tf_config_is_refused_with_the_fix(tiny_processed, tmp_path):
+    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"strategy": "multi_worker"}})
+    result = run_stage(work, "train_classifier")
     assert result.returncode == 1
     assert "needs TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
     assert not (work / "models").exists()
 
 
-def epochs_logged(work: Path) -> int:
-    """Epochs in the resumable history of a running train_classifier (0 before the first)."""
-    for history in work.glob(".checkpoints/train_classifier-*/history.csv"):
-        lines = history.read_text().strip().splitlines()
-        return max(0, len(lines) - 1)
-    return 0
-
-
-def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
-    work = copy_of(prepared, tmp_path / "work", train_classifier={"epochs": 6})
+def test_a_killed_training_run_resumes_from_its_last_epoch(tiny_processed, tmp_path):
+    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 6}})
     process = subprocess.Popen(
-        [sys.executable, "-m", "stages.train_classifier"],
+        stage_command("train_classifier"),
         cwd=work,
-        env=stage_env(work),
+        env=stage_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -158,13 +104,11 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert 2 <= done_before_kill < 6, "the kill came in the middle of training"
     assert not (work / "models/classifier.keras").exists(), "a killed run leaves no model"
 
-    import mlflow
-
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     (killed,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     assert killed.info.status == "RUNNING", "a SIGKILL leaves no chance to close the run"
 
-    resumed = run(work, "-m", "stages.train_classifier")
+    resumed = run_stage_ok(work, "train_classifier")
     assert mlflow.get_run(killed.info.run_id).info.status == "KILLED", "the next run marks it KILLED"
     (finished,) = mlflow.search_runs(
         experiment_names=["brain-mri"], filter_string="attributes.status = 'FINISHED'", output_format="list"
@@ -179,62 +123,23 @@ def test_a_killed_training_run_resumes_from_its_last_epoch(prepared, tmp_path):
     assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
 
 
-FLIPPED_LABELS = """
-import os, signal, sys
-from pathlib import Path
-import keras, numpy as np, tensorflow as tf, yaml
-from stages.params import parse_params
-from stages.training import fit
-from tests.helpers import merge
-
-backup, monitor_from_epoch, kill_at_epoch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-features = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
-labels = (features[:, :1] > 0).astype("float32")
-history = backup / "history.csv"
-
-def batches():
-    # Keras starts one pass per epoch, after the earlier epochs' state is all saved
-    epochs_logged = max(len(history.read_text().splitlines()) - 1, 0) if history.is_file() else 0
-    if epochs_logged == kill_at_epoch:
-        os.kill(os.getpid(), signal.SIGKILL)
-    yield from zip(features.reshape(8, 8, 4), labels.reshape(8, 8, 1))
-
-train = tf.data.Dataset.from_generator(batches, output_signature=(tf.TensorSpec((8, 4)), tf.TensorSpec((8, 1))))
-flipped = tf.data.Dataset.from_tensor_slices((features, 1 - labels)).batch(8)
-keras.utils.set_random_seed(0)
-raw = yaml.safe_load(Path("params.yaml").read_text())
-changes = {"epochs": 4, "restore_best": True, "monitor_from_epoch": monitor_from_epoch}
-config = parse_params(merge(raw, {"train_classifier": changes})).train_classifier
-model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
-model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
-history = fit(model, train, flipped, config, backup, tracked=False)
-assert history["epoch"].tolist() == [1, 2, 3, 4], history
-assert history["val_loss"].is_monotonic_increasing, "the set-up: every epoch is worse on val"
-final = model.evaluate(flipped, verbose=0)
-print("restored epoch", int(history.loc[(history["val_loss"] - final).abs().idxmin(), "epoch"]))
-"""
-
-
-def restored_epoch(backup: Path, monitor_from_epoch: int, kill_at_epochs: tuple[int, ...] = ()) -> int:
-    """Trains 4 epochs with validation labels that are the training labels flipped, so val_loss
-    grows every epoch; the process is killed at the start of each epoch (from 0) in
-    `kill_at_epochs`, once, and resumed. The epoch (from 1) whose val_loss the final model has."""
+def restored_epoch(backup: Path, monitor_from_epoch: int, kill_at_epochs: tuple[int, ...]) -> int:
+    """tests.programs.flipped_labels, killed at the start of each epoch (from 0) in `kill_at_epochs`,
+    once, and resumed: the epoch (from 1) whose val_loss the final model has."""
+    program = [sys.executable, "-m", "tests.programs.flipped_labels", str(backup), str(monitor_from_epoch)]
     for epoch in kill_at_epochs:
-        killed = subprocess.run(
-            [sys.executable, "-c", FLIPPED_LABELS, str(backup), str(monitor_from_epoch), str(epoch)],
-            cwd=ROOT,
-            env=stage_env(ROOT),
-            capture_output=True,
-            text=True,
-        )
+        killed = subprocess.run([*program, str(epoch)], cwd=ROOT, env=stage_env(), capture_output=True, text=True)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    finished = run(ROOT, "-c", FLIPPED_LABELS, str(backup), str(monitor_from_epoch), "-1")
+    finished = subprocess.run([*program, "-1"], cwd=ROOT, env=stage_env(), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
     return int(finished.stdout.split("restored epoch")[-1])
 
 
 def test_restore_best_ignores_the_epochs_before_monitor_from_epoch(tmp_path):
-    assert restored_epoch(tmp_path / "from-0", monitor_from_epoch=0) == 1
-    assert restored_epoch(tmp_path / "from-2", monitor_from_epoch=2) == 3
+    from tests.programs.flipped_labels import restored_epoch as restored_epoch_in_process
+
+    assert restored_epoch_in_process(tmp_path / "from-0", monitor_from_epoch=0) == 1
+    assert restored_epoch_in_process(tmp_path / "from-2", monitor_from_epoch=2) == 3
 
 
 def test_restore_best_survives_kills(tmp_path):

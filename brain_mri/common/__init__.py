@@ -1,0 +1,1 @@
+"""What every phase uses: the user-error type, typed params, atomic outputs, repository facts."""

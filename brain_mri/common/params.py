@@ -1,0 +1,197 @@
+"""Typed, validated params: params.yaml is read here and nowhere else.
+
+Each stage calls `load_params()` first, so a wrong key, type or value stops the stage
+before any expensive work, with one line that names the key and the fix.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from brain_mri.common.errors import PipelineError
+
+SEGMENTATION_BACKBONES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "vgg16",
+    "mobilenetv2",
+    "efficientnetb0",
+)
+
+
+class Section(BaseModel):
+    # strict: a string "10" for an int is a mistake in the file, not something to coerce
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Base(Section):
+    seed: int = Field(ge=0)
+
+
+class SyntheticSize(Section):
+    classification_images: int = Field(ge=8)
+    segmentation_patients: int = Field(ge=3)
+    slices_per_patient: int = Field(ge=6)
+
+
+class Checksums(Section):
+    classification: str | None
+    segmentation: str | None
+
+
+class ExtractLimits(Section):
+    max_files: int = Field(ge=1)
+    max_bytes: int = Field(ge=1)
+
+
+class Download(Section):
+    source: Literal["synthetic", "local", "url", "kaggle"]
+    classification: str
+    segmentation: str
+    sha256: Checksums
+    limits: ExtractLimits
+    synthetic: SyntheticSize
+
+
+class SplitFractions(Section):
+    train: float = Field(gt=0, lt=1)
+    val: float = Field(gt=0, lt=1)
+    test: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1, not {total:g}")
+        return self
+
+
+class CropSplit(Section):
+    image_size: int = Field(ge=32, le=1024)
+    classification_split: SplitFractions
+    segmentation_split: SplitFractions
+    workers: int = Field(ge=0)
+
+
+def _check_image_size(size: int) -> int:
+    # five 2x poolings in VGG16 and in every U-Net encoder
+    if size % 32:
+        raise ValueError(f"image_size must be a multiple of 32 (the models pool 5 times), not {size}")
+    return size
+
+
+class TrainCommon(Section):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)  # global: split across the replicas of the strategy
+    image_size: int = Field(ge=32, le=1024)
+    learning_rate: float = Field(gt=0, lt=1)  # for a global batch of lr_reference_batch
+    lr_reference_batch: int = Field(ge=1)
+    lr_schedule: Literal["constant", "cosine"]
+    early_stopping_patience: int = Field(ge=0)  # epochs without a better val_loss; 0: never stop early
+    restore_best: bool  # end with the weights of the best val_loss epoch
+    monitor_from_epoch: int = Field(ge=0)  # epochs before val_loss counts for early stopping and restore_best
+    seed: int = Field(ge=0)
+    strategy: Literal["auto", "multi_worker"]
+    mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
+    xla: Literal["auto", "on", "off"]  # auto: on GPU only
+    register_model: bool  # register the trained model in the MLflow model registry
+
+    @model_validator(mode="after")
+    def _image_size_fits_models(self) -> "TrainCommon":
+        _check_image_size(self.image_size)
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_starts_before_the_end(self) -> "TrainCommon":
+        if self.monitor_from_epoch >= self.epochs:
+            raise ValueError(
+                f"monitor_from_epoch ({self.monitor_from_epoch}) must be below epochs ({self.epochs}),"
+                " or no epoch is ever watched"
+            )
+        return self
+
+
+class TrainClassifier(TrainCommon):
+    weights: str | None
+    batch_norm: bool
+    dropout: float = Field(ge=0, lt=1)
+    class_weight: Literal["balanced", "none"]
+
+    @model_validator(mode="after")
+    def _pretrained_weights_need_plain_layout(self) -> "TrainClassifier":
+        if self.weights is not None and self.batch_norm:
+            raise ValueError(
+                "pretrained VGG16 weights exist only for the plain layout; set batch_norm: false or weights: null"
+            )
+        return self
+
+
+class TrainUnet(TrainCommon):
+    backbone: Literal[SEGMENTATION_BACKBONES]  # type: ignore[valid-type]
+    encoder_weights: Literal["imagenet"] | None
+    loss: Literal["jaccard", "bce_jaccard", "dice"]
+    missing_sequence_p: float = Field(ge=0, le=1)
+    input_scaling: Literal["fixed", "per_slice"]
+
+
+class Evaluate(Section):
+    threshold: float = Field(gt=0, lt=1)
+    mask_threshold: float = Field(gt=0, lt=1)
+    gate: Literal["unet_area", "classifier"]
+    min_tumour_pixels: int = Field(ge=0)
+
+
+class Params(Section):
+    base: Base
+    download: Download
+    crop_split: CropSplit
+    train_classifier: TrainClassifier
+    train_unet: TrainUnet
+    evaluate: Evaluate
+
+
+def _one_line(error: ValidationError, path: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key; remove it or fix its spelling"
+    elif first["type"] == "missing":
+        message = "missing; add it"
+    elif "input" in first and not isinstance(first["input"], dict):
+        message = f"{message} (got {first['input']!r})"
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"{path}: {key}: {message}; fix it in {path.name}{more}"
+
+
+def merge_params(base: dict, changes: dict) -> dict:
+    """`changes` laid over `base`, section by section and key by key (a params overlay)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = merge_params(base[key], value) if nested else value
+    return merged
+
+
+def parse_params(raw: object, path: Path = Path("params.yaml")) -> Params:
+    """Validate an already-loaded params mapping."""
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise PipelineError(_one_line(error, path)) from None
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Read and validate params.yaml."""
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run the stage from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path} is not valid YAML ({error.__class__.__name__}); fix its syntax") from None
+    return parse_params(raw, path)

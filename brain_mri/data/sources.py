@@ -1,0 +1,210 @@
+"""Where raw data comes from: a local folder or archive, a URL, or Kaggle; extracted safely.
+
+Each source ends as a plain folder; `layouts` then finds the upstream layout inside it.
+"""
+
+import hashlib
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from brain_mri.common.errors import PipelineError
+from brain_mri.common.params import Download
+from brain_mri.common.repo import repo_root, resolve_user_path
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+CHUNK = 1 << 20
+# Downloads are kept (and resumed from) outside the stage's output, at the real root.
+DOWNLOADS = ".downloads"
+
+
+def fetch(params: Download, location: str, checksum: str | None, scratch: Path) -> Path:
+    """A local folder holding the dataset named by `location`, fetched and extracted as needed."""
+    if params.source == "local":
+        path = resolve_user_path(location)
+        if not path.exists():
+            raise PipelineError(
+                f"download.{params.source}: {path} does not exist; point it at the dataset folder or archive"
+            )
+        if path.is_dir():
+            return path
+        if not is_archive(path):
+            raise PipelineError(f"{path}: not a folder or a .zip/.tar/.tar.gz archive")
+        archive = path
+    elif params.source == "url":
+        name = Path(location.split("?")[0]).name or "download"
+        key = hashlib.sha1(location.encode(), usedforsecurity=False).hexdigest()[:12]
+        archive = download_url(location, repo_root() / DOWNLOADS / f"{key}-{name}", checksum)
+    else:
+        archive = download_kaggle(location, repo_root() / DOWNLOADS / "kaggle" / location.replace("/", "__"))
+    extracted = scratch / "extracted"
+    safe_extract(archive, extracted, params.limits.max_files, params.limits.max_bytes)
+    return extracted
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _inside(target: Path, name: str) -> Path:
+    destination = (target / name).resolve()
+    if name.startswith(("/", "\\")) or not destination.is_relative_to(target.resolve()):
+        raise PipelineError(f"archive entry {name!r} would land outside the target folder; refusing the archive")
+    return destination
+
+
+def safe_extract(archive: Path, target: Path, max_files: int, max_bytes: int) -> None:
+    """Extract a .zip/.tar/.tar.gz into target, refusing path traversal, links out and bombs."""
+    target.mkdir(parents=True, exist_ok=True)
+    name = archive.name.lower()
+    try:
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as bundle:
+                members = bundle.infolist()
+                _check_size(
+                    archive,
+                    len(members),
+                    sum(m.file_size for m in members),
+                    max_files,
+                    max_bytes,
+                )
+                for member in members:
+                    _inside(target, member.filename)
+                    if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                        raise PipelineError(
+                            f"archive entry {member.filename!r} is a symbolic link; refusing the archive"
+                        )
+                bundle.extractall(target)  # noqa: S202 (every member was checked above)
+        else:
+            with tarfile.open(archive) as bundle:
+                members = bundle.getmembers()
+                _check_size(
+                    archive,
+                    len(members),
+                    sum(m.size for m in members),
+                    max_files,
+                    max_bytes,
+                )
+                for member in members:
+                    _inside(target, member.name)
+                    if member.issym() or member.islnk():
+                        _inside(target, str(Path(member.name).parent / member.linkname))
+                # the "data" filter also refuses device files, absolute links and setuid bits
+                bundle.extractall(target, filter="data")  # noqa: S202 (every member was checked above)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+        raise PipelineError(f"{archive}: not a readable archive ({error}); download it again") from None
+
+
+def _check_size(archive: Path, files: int, size: int, max_files: int, max_bytes: int) -> None:
+    if files > max_files or size > max_bytes:
+        raise PipelineError(
+            f"{archive}: unpacks to {files:,} files and {size:,} bytes, over the limits "
+            f"({max_files:,} files, {max_bytes:,} bytes); raise download.limits if the archive is trusted"
+        )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_url(url: str, destination: Path, sha256: str | None) -> Path:
+    """HTTP(S) download with a progress bar, resumed from a `.part` file, verified, renamed."""
+    import requests
+
+    if not url.startswith(("http://", "https://")):
+        raise PipelineError(f"download URL {url!r} must start with http:// or https://")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.exists() and (sha256 is None or sha256_of(destination) == sha256.lower()):
+        return destination
+    partial = destination.with_name(destination.name + ".part")
+    done = partial.stat().st_size if partial.exists() else 0
+    headers = {"Range": f"bytes={done}-"} if done else {}
+    try:
+        with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+            if response.status_code == 416:  # the part file is already complete
+                pass
+            else:
+                response.raise_for_status()
+                if done and response.status_code != 206:  # server ignores Range: restart
+                    done = 0
+                total = int(response.headers.get("Content-Length", 0)) + done
+                with (
+                    partial.open("ab" if done else "wb") as handle,
+                    tqdm(
+                        total=total or None,
+                        initial=done,
+                        unit="B",
+                        unit_scale=True,
+                        desc=destination.name,
+                    ) as progress,
+                ):
+                    for chunk in response.iter_content(CHUNK):
+                        handle.write(chunk)
+                        progress.update(len(chunk))
+    except requests.RequestException as error:
+        raise PipelineError(
+            f"download of {url} failed ({type(error).__name__}); check the URL and network, then rerun to resume"
+        ) from None
+    if sha256 and sha256_of(partial) != sha256.lower():
+        partial.unlink()
+        raise PipelineError(
+            f"{url}: SHA-256 does not match download.sha256; the file was removed, check the URL or the checksum"
+        )
+    partial.replace(destination)
+    return destination
+
+
+def kaggle_credentials_present() -> bool:
+    config_dir = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    in_env = bool(os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"))
+    in_files = (config_dir / "kaggle.json").is_file() or (config_dir / "access_token").is_file()
+    return in_env or bool(os.environ.get("KAGGLE_API_TOKEN")) or in_files
+
+
+def download_kaggle(slug: str, folder: Path) -> Path:
+    """Download a Kaggle dataset archive with the official client and its usual credentials."""
+    if slug.count("/") != 1:
+        raise PipelineError(
+            f"Kaggle dataset {slug!r} must be an owner/name slug, e.g. mateuszbuda/lgg-mri-segmentation"
+        )
+    if not kaggle_credentials_present():
+        raise PipelineError(
+            "no Kaggle credentials: put kaggle.json in ~/.kaggle/ or set KAGGLE_USERNAME and KAGGLE_KEY "
+            "(or KAGGLE_API_TOKEN), "
+            "or download the archive yourself and use download.source: local"
+        )
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    folder.mkdir(parents=True, exist_ok=True)
+    api = KaggleApi()
+    try:
+        api.authenticate()
+        api.dataset_download_files(slug, path=str(folder), unzip=False, quiet=False)
+    except Exception as error:  # the client raises its own and HTTP errors; never echo credentials
+        raise PipelineError(
+            f"Kaggle download of {slug} failed ({type(error).__name__}); check the slug and your access"
+        ) from None
+    archives = sorted(folder.glob("*.zip"))
+    if not archives:
+        raise PipelineError(f"Kaggle download of {slug} produced no archive; try again or use download.source: local")
+    return archives[0]
+
+
+def copy_files(sources: list[Path], destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        target = destination / source.name
+        if target.exists():
+            # the same name twice (an archive that carries the dataset twice): keep one if identical
+            if sha256_of(target) == sha256_of(source):
+                continue
+            target = destination / f"{source.parent.parent.name}-{source.name}"
+        shutil.copy2(source, target)

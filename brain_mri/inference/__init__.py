@@ -1,0 +1,1 @@
+"""Predict on a user's own images: preparing inputs, running the models, writing masks."""

@@ -1,0 +1,25 @@
+"""Saving a trained model atomically and loading it safely."""
+
+from pathlib import Path
+
+import keras
+
+from brain_mri.common.errors import PipelineError
+from brain_mri.common.outputs import atomic_file
+
+# the custom layer must be registered before a U-Net that uses it is loaded
+from brain_mri.models.unet import PerSliceIntensity  # noqa: F401
+
+
+def load_model(path: str) -> keras.Model:
+    """Load a saved model for inference, in Keras safe mode (no arbitrary code)."""
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{path}: cannot load the model ({error}); run `dvc repro` to train it") from None
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Write a model (temporary name, then rename): a crash never leaves half a file."""
+    with atomic_file(path) as partial:
+        model.save(partial)

@@ -1,0 +1,1 @@
+"""Training: tf.data input pipelines, resumable fitting, devices and distribution, schedules."""

@@ -1,0 +1,1 @@
+"""Small programs the tests run in a subprocess of their own."""
