@@ -28,7 +28,7 @@ REAL_DATA = {
 
 def run_stage(work: Path, name: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI")}
-    subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=work, env={**env, "PYTHONPATH": str(ROOT)}, check=True)
+    subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py")], cwd=work, env=env, check=True)
 
 
 def prepare_real_data(work: Path, changes: dict) -> None:

@@ -50,17 +50,16 @@ def write_params(folder: Path, *changes: dict) -> None:
 
 
 def stage_env(**extra: str) -> dict[str, str]:
-    """This environment without DVC's, MLflow's, TF_CONFIG or Kaggle's settings, with this test's
-    Python first on PATH (for `dvc` and `mlflow`) and the project root on PYTHONPATH, so that
-    `python -m stages.<name>` runs the project's stage scripts from any folder."""
+    """This environment without DVC's, MLflow's, TF_CONFIG or Kaggle's settings, and with this
+    test's Python first on PATH, so that `dvc`, `mlflow` and dvc.yaml's `python` are this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_", "TF_CONFIG", "KAGGLE_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(ROOT)
     return {**env, **extra}
 
 
 def stage_command(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"stages.{name}", *args]
+    """A stage script (or predict) run by its path, from any folder: it imports only the installed library."""
+    return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]
 
 
 def run_stage(work: Path, name: str, *args: str, env: dict | None = None, **options) -> subprocess.CompletedProcess:
@@ -95,6 +94,14 @@ def copy_work(source: Path, destination: Path, *changes: dict) -> Path:
             params = merge_params(params, change)
         (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return destination
+
+
+def committed_copy(reproduced: Path, destination: Path) -> Path:
+    """A copy of a reproduced project copy with its outputs committed: a baseline for experiments and diffs."""
+    repo = copy_work(reproduced, destination)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "reproduced")
+    return repo
 
 
 def project_copy(destination: Path, *changes: dict) -> Path:

@@ -9,23 +9,35 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.helpers import copy_work, dvc, git, stage_env, stages_run
+from tests.helpers import committed_copy, dvc, stage_env, stages_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduced")]
 
 
 @pytest.fixture(scope="module")
 def experiments(reproduced, tmp_path_factory):
     """A copy of the reproduced project, its outputs committed as the baseline: one workspace
     experiment, then a queue of two run with `dvc queue start`."""
-    repo = copy_work(reproduced, tmp_path_factory.mktemp("experiments") / "repo")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "baseline")
+    repo = committed_copy(reproduced, tmp_path_factory.mktemp("experiments") / "repo")
     workspace = dvc(
         repo, "exp", "run", "-n", "mobilenet", "-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1"
     )
-    dvc(repo, "exp", "run", "--queue", "-n", "queued-a", "-S", "train_unet.epochs=1")
-    dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "train_unet.epochs=2", "-S", "train_unet.loss=dice")
+    # a queued experiment starts from the workspace, which now holds the mobilenet experiment's params
+    resnet = ["-S", "train_unet.backbone=resnet18"]
+    dvc(repo, "exp", "run", "--queue", "-n", "queued-a", *resnet, "-S", "train_unet.epochs=1")
+    dvc(
+        repo,
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "queued-b",
+        *resnet,
+        "-S",
+        "train_unet.epochs=2",
+        "-S",
+        "train_unet.loss=dice",
+    )
     dvc(repo, "queue", "start")
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
@@ -79,8 +91,8 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     assert (repo / "mlartifacts").is_dir() and not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))
 
 
-def test_two_experiments_at_once_leave_the_stores_readable_and_the_next_run_works(experiments):
-    repo, _, _ = experiments
+def test_two_experiments_at_once_leave_the_stores_readable_and_the_next_run_works(reproduced, tmp_path):
+    repo = committed_copy(reproduced, tmp_path / "repo")
     command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "-S"]
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     processes = [
@@ -99,5 +111,8 @@ def test_two_experiments_at_once_leave_the_stores_readable_and_the_next_run_work
     assert "evaluate" in stages_run(again.stdout), "the next run recovers"
     mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
     evaluations = mlflow.search_runs(experiment_names=["brain-mri"], filter_string="tags.stage = 'evaluate'")
-    assert (evaluations["status"] == "FINISHED").sum() >= 4, "the MLflow store still reads and holds every run"
+    succeeded = sum(process.returncode == 0 for process in processes)
+    # at least the baseline's evaluate run, each experiment that succeeded, and the last one (a failed
+    # experiment may still have logged its evaluate run before DVC failed to save it)
+    assert (evaluations["status"] == "FINISHED").sum() >= 2 + succeeded, "the store still reads and holds every run"
     assert (evaluations["status"] == "RUNNING").sum() == 0, "no run left RUNNING"

@@ -14,7 +14,7 @@ from brain_mri.data.sources import safe_extract
 from brain_mri.data.splits import patient_wise_split
 from tests.helpers import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, dvc, needs_real_data, project_copy, stages_run
 
-pytestmark = needs_real_data
+pytestmark = [needs_real_data, pytest.mark.xdist_group("real_data")]
 LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
 
 

@@ -30,7 +30,7 @@ from brain_mri.models.saving import load_model
 from brain_mri.models.unet import build_unet
 from tests.helpers import ROOT, copy_work, run_stage, stage_command, stage_env, write_params
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.xdist_group("reliability")]
 
 
 # Fuzz: the loaders and the crop raise nothing but the project's error

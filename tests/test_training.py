@@ -22,7 +22,7 @@ from tests.helpers import (
     stage_env,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("training")]
 TWO_EPOCHS = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2}}
 
 
@@ -30,7 +30,7 @@ TWO_EPOCHS = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2}}
 def test_auto_strategy_mirrors_over_two_logical_devices(tiny_processed, tmp_path, stage):
     work = copy_work(tiny_processed, tmp_path / "work", TWO_EPOCHS)
     result = subprocess.run(
-        [sys.executable, "-m", "tests.programs.two_logical_cpus", f"stages.{stage}"],
+        [sys.executable, str(ROOT / "tests/programs/two_logical_cpus.py"), str(ROOT / f"stages/{stage}.py")],
         cwd=work,
         env=stage_env(),
         capture_output=True,

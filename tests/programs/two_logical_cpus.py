@@ -10,4 +10,4 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-runpy.run_module(sys.argv[1], run_name="__main__")
+runpy.run_path(sys.argv[1], run_name="__main__")
