@@ -12,6 +12,26 @@ from filelock import FileLock
 
 from tests.helpers import dvc, project_copy, run_stage_ok, write_params
 
+# The order tests are handed to the xdist workers in (round robin, then to whichever is free): the
+# test that builds the reproduced project first, the long groups next, so that both cores stay
+# busy and no worker waits for a fixture another one is building; the quick tests fill the gaps.
+FIRST = [
+    "tests/test_pipeline_end_to_end.py::test_every_stage_runs_in_order",
+    "tests/test_training.py",
+    "tests/test_mlflow_server.py",
+    "tests/test_real_data.py",
+    "tests/test_experiments.py",
+    "tests/test_reliability.py",
+    "tests/test_pipeline_end_to_end.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
+
+    items.sort(key=rank)  # stable: within a rank, the collection order
+
 
 def built_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
     """root/name, built by the first worker that asks for it; the others wait for it and reuse it."""

@@ -29,7 +29,7 @@ from tests.helpers import (
     stages_run,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reproduced")]
+pytestmark = pytest.mark.slow
 
 STAGES = ["download", "crop_split", "train_classifier", "train_unet", "evaluate"]
 

@@ -23,12 +23,13 @@ from tests.helpers import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("training")]
-TWO_EPOCHS = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2}}
+# the distribution and resume tests are about devices and epochs, not what the models learn
+SHORT = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2, "image_size": 32}}
 
 
 @pytest.mark.parametrize("stage", ["train_classifier", "train_unet"])
 def test_auto_strategy_mirrors_over_two_logical_devices(tiny_processed, tmp_path, stage):
-    work = copy_work(tiny_processed, tmp_path / "work", TWO_EPOCHS)
+    work = copy_work(tiny_processed, tmp_path / "work", SHORT)
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/programs/two_logical_cpus.py"), str(ROOT / f"stages/{stage}.py")],
         cwd=work,
@@ -52,7 +53,7 @@ def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(tiny_process
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     works, workers = [], []
     for index in range(2):
-        work = copy_work(tiny_processed, tmp_path / f"worker{index}", TWO_EPOCHS, {stage: {"strategy": "multi_worker"}})
+        work = copy_work(tiny_processed, tmp_path / f"worker{index}", SHORT, {stage: {"strategy": "multi_worker"}})
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         works.append(work)
         workers.append(
