@@ -3,14 +3,11 @@
 A test that changes one of them works on its own copy (`tests.helpers.copy_work`).
 """
 
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
-from tests.helpers import dvc, project_copy, run_stage_ok, write_params
+from tests.helpers import built_once, dvc, project_copy, run_stage_ok, write_params
 
 # The order tests are handed to the xdist workers in (round robin, then to whichever is free): the
 # test that builds the reproduced project first, the long groups next, so that both cores stay
@@ -31,18 +28,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return next((i for i, prefix in enumerate(FIRST) if item.nodeid.startswith(prefix)), len(FIRST))
 
     items.sort(key=rank)  # stable: within a rank, the collection order
-
-
-def built_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
-    """root/name, built by the first worker that asks for it; the others wait for it and reuse it."""
-    folder = root / name
-    with FileLock(str(root / f"{name}.lock")):
-        if not (folder / ".complete").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            build(folder)
-            (folder / ".complete").touch()
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,12 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 from brain_mri.common.params import merge_params
 
@@ -156,3 +158,19 @@ def epochs_logged(work: Path) -> int:
         lines = history.read_text().strip().splitlines()
         return max(0, len(lines) - 1)
     return 0
+
+
+def built_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """root/name, built by the first worker that asks for it; the others wait for it and reuse it.
+
+    Files, not a fixture's value, because an xdist worker tears session fixtures down whenever it
+    runs out of queued tests for a moment; the folder and its .complete marker outlive that.
+    """
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".complete").touch()
+    return folder

@@ -9,16 +9,22 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.helpers import committed_copy, dvc, stage_env, stages_run
+from tests.helpers import built_once, committed_copy, dvc, stage_env, stages_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("experiments")]
 
 
-@pytest.fixture(scope="session")  # session: xdist may tear a module fixture down between tests
-def experiments(reproduced, tmp_path_factory):
+@pytest.fixture(scope="session")
+def experiments(shared_root, reproduced) -> tuple[Path, str, str]:
+    """(repository, the workspace experiment's output, the queue's final status)."""
+    folder = built_once(shared_root, "experiments", lambda folder: run_experiments(reproduced, folder))
+    return folder / "repo", (folder / "workspace.log").read_text(), (folder / "queue-status.log").read_text()
+
+
+def run_experiments(reproduced: Path, folder: Path) -> None:
     """A copy of the reproduced project, its outputs committed as the baseline: one workspace
     experiment, then a queue of two run with `dvc queue start`."""
-    repo = committed_copy(reproduced, tmp_path_factory.mktemp("experiments") / "repo")
+    repo = committed_copy(reproduced, folder / "repo")
     workspace = dvc(repo, "exp", "run", "-n", "threshold", "-S", "evaluate.threshold=0.45")
     # a queued experiment starts from the workspace: the threshold experiment's params, with its own changes
     mobilenet = ["-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1"]
@@ -31,7 +37,8 @@ def experiments(reproduced, tmp_path_factory):
         if "Running" not in status and "Queued" not in status:
             break
         time.sleep(5)
-    return repo, workspace.stdout, status
+    (folder / "workspace.log").write_text(workspace.stdout)
+    (folder / "queue-status.log").write_text(status)
 
 
 def test_a_workspace_experiment_reruns_only_the_stage_whose_params_it_sets(experiments):

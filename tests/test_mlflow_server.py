@@ -42,7 +42,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("mlflow server did not start within 300 s")
 
 
-@pytest.fixture(scope="session")  # session: xdist may tear a module fixture down between tests
+@pytest.fixture(scope="session")  # kept while this worker runs other modules' tests in between
 def server(tmp_path_factory):
     port = free_port()
     process = start_server(tmp_path_factory.mktemp("server"), port)

@@ -18,7 +18,7 @@ pytestmark = [needs_real_data, pytest.mark.xdist_group("real_data")]
 LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
 
 
-@pytest.fixture(scope="session")  # session: xdist may tear a module fixture down between tests
+@pytest.fixture(scope="session")  # kept while this worker runs other modules' tests in between
 def lgg_slices(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lgg")
     safe_extract(SEGMENTATION_ARCHIVE, folder, **LIMITS)
