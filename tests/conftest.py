@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import built_once, dvc, project_copy, run_stage_ok, write_params
+from tests.helpers import FAKE_SECRETS, built_once, dvc, project_copy, run_stage_ok, stage_env, write_params
 
 # The order tests are handed to the xdist workers in (round robin, then to whichever is free): the
 # test that builds the reproduced project first, the long groups next, so that both cores stay
@@ -51,10 +51,13 @@ def tiny_processed(shared_root) -> Path:
 
 def _reproduce(folder: Path) -> None:
     project_copy(folder)
-    (folder / "repro.log").write_text(dvc(folder, "repro").stdout)
+    result = dvc(folder, "repro", env=stage_env(**FAKE_SECRETS))
+    (folder / "repro.log").write_text(result.stdout)
+    (folder / "repro.err").write_text(result.stderr)
 
 
 @pytest.fixture(scope="session")
 def reproduced(shared_root) -> Path:
-    """A git copy of the project (tiny params) after a whole `dvc repro`; its output is in repro.log."""
+    """A git copy of the project (tiny params) after a whole `dvc repro`, run with fake secrets in its
+    environment (tests.helpers.FAKE_SECRETS); its output is in repro.log and repro.err."""
     return built_once(shared_root, "reproduced", _reproduce)

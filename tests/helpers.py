@@ -39,6 +39,15 @@ TINY = {
 }
 
 
+# Set, fake, in the environment of the reproduced project's `dvc repro`: no output may hold them.
+FAKE_SECRETS = {
+    "KAGGLE_USERNAME": "fake-kaggle-user-7f3a",
+    "KAGGLE_KEY": "fake-kaggle-key-9b2c71",
+    "AWS_SECRET_ACCESS_KEY": "fake-aws-secret-44d0e1",
+    "MLFLOW_TRACKING_TOKEN": "fake-mlflow-token-a81f",
+}
+
+
 def tiny_params(*changes: dict) -> dict:
     """The project's params.yaml with TINY and then each of `changes` laid over it."""
     params = merge_params(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)

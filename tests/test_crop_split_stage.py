@@ -14,8 +14,6 @@ import yaml
 from brain_mri.data.synthetic import write_classification_dataset, write_segmentation_dataset
 from tests.helpers import ROOT, run_stage
 
-pytestmark = pytest.mark.xdist_group("crop_split_stage")
-
 
 def tiff_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import built_once, committed_copy, dvc, stage_env, stages_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("experiments")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +27,9 @@ def run_experiments(reproduced: Path, folder: Path) -> None:
     repo = committed_copy(reproduced, folder / "repo")
     workspace = dvc(repo, "exp", "run", "-n", "threshold", "-S", "evaluate.threshold=0.45")
     # a queued experiment starts from the workspace: the threshold experiment's params, with its own changes
-    mobilenet = ["-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1"]
+    mobilenet = ["-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1", "-S", "train_unet.loss=dice"]
     dvc(repo, "exp", "run", "--queue", "-n", "queued-a", *mobilenet)
-    dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "train_unet.epochs=2", "-S", "train_unet.loss=dice")
+    dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "evaluate.mask_threshold=0.3")
     dvc(repo, "queue", "start")
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
@@ -56,9 +56,11 @@ def test_both_queued_experiments_succeed_and_exp_show_lists_their_metrics(experi
             for revision in experiment["revs"]:
                 names[revision["name"]] = revision["data"]
     assert {"threshold", "queued-a", "queued-b"} <= set(names)
-    metrics = names["queued-b"]["metrics"]["metrics/evaluate/segmentation.json"]["data"]
-    assert isinstance(metrics["dice_mean"], float)
-    assert names["queued-b"]["params"]["params.yaml"]["data"]["train_unet"]["loss"] == "dice"
+    for name in ("queued-a", "queued-b"):
+        metrics = names[name]["metrics"]["metrics/evaluate/segmentation.json"]["data"]
+        assert isinstance(metrics["dice_mean"], float)
+    assert names["queued-a"]["params"]["params.yaml"]["data"]["train_unet"]["loss"] == "dice"
+    assert names["queued-b"]["params"]["params.yaml"]["data"]["evaluate"]["mask_threshold"] == 0.3
 
 
 def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments):
@@ -67,22 +69,22 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     stage_runs = [run for run in runs if "stage" in run.data.tags]
     parents = {run.info.run_id: run for run in runs if run.data.tags.get("kind") == "pipeline"}
-    expected = (("queued-a", "1", "mobilenetv2", "jaccard"), ("queued-b", "2", "resnet18", "dice"))
-    for name, epochs, backbone, loss in expected:
-        (unet,) = [
-            r for r in stage_runs if r.data.tags["stage"] == "train_unet" and r.data.tags.get("dvc_experiment") == name
-        ]
-        assert unet.info.run_name == f"train_unet {name}"
-        assert unet.data.params["epochs"] == epochs and unet.data.params["loss"] == loss
-        assert unet.data.params["backbone"] == backbone
-        assert "final_val_loss" in unet.data.metrics
-        parent = parents[unet.data.tags["mlflow.parentRunId"]]
-        assert parent.data.tags["dvc_experiment"] == name
-        siblings = {
-            r.data.tags["stage"] for r in stage_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
-        }
-        # the baseline's classifier is up to date, so an experiment on the U-Net reruns these two
-        assert siblings == {"train_unet", "evaluate"}, "one parent groups one pipeline execution"
+    by_experiment = {}
+    for run in stage_runs:
+        by_experiment.setdefault(run.data.tags.get("dvc_experiment"), {})[run.data.tags["stage"]] = run
+    unet = by_experiment["queued-a"]["train_unet"]
+    assert unet.info.run_name == "train_unet queued-a"
+    assert unet.data.params["epochs"] == "1" and unet.data.params["loss"] == "dice"
+    assert unet.data.params["backbone"] == "mobilenetv2" and "final_val_loss" in unet.data.metrics
+    assert by_experiment["queued-b"]["evaluate"].data.params["mask_threshold"] == "0.3"
+    # the baseline's classifier is up to date: an experiment on the U-Net reruns it and evaluate,
+    # one on evaluate's params evaluate alone; one parent groups one pipeline execution
+    for name, rerun in (("queued-a", {"train_unet", "evaluate"}), ("queued-b", {"evaluate"})):
+        assert set(by_experiment[name]) == rerun
+        (parent_id,) = {run.data.tags["mlflow.parentRunId"] for run in by_experiment[name].values()}
+        assert parents[parent_id].data.tags["dvc_experiment"] == name
+        siblings = {r.data.tags["stage"] for r in stage_runs if r.data.tags.get("mlflow.parentRunId") == parent_id}
+        assert siblings == rerun
     assert (repo / "mlartifacts").is_dir() and not list((repo / ".dvc/tmp/exps").glob("**/mlflow.db"))
 
 

@@ -14,7 +14,7 @@ from brain_mri.data.sources import safe_extract
 from brain_mri.data.splits import patient_wise_split
 from tests.helpers import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, dvc, needs_real_data, project_copy, stages_run
 
-pytestmark = [needs_real_data, pytest.mark.xdist_group("real_data")]
+pytestmark = needs_real_data
 LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
 
 
@@ -70,8 +70,10 @@ def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
             "classification": str(CLASSIFICATION_ARCHIVE),
             "segmentation": str(SEGMENTATION_ARCHIVE),
         },
-        "train_classifier": {"epochs": 1},
-        "train_unet": {"epochs": 1, "image_size": 32},  # that it runs through, not what it learns
+        # that it runs through, not what it learns
+        "crop_split": {"image_size": 64},
+        "train_classifier": {"epochs": 1, "image_size": 32},
+        "train_unet": {"epochs": 1, "image_size": 32},
     }
     repo = project_copy(tmp_path, params)
     output = dvc(repo, "repro").stdout
