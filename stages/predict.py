@@ -21,7 +21,6 @@ from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
 from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
-from brain_mri.models.saving import load_model
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -40,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     config = load_params().evaluate
     files = expand_inputs(arguments.inputs)
+    # imported only now: --help and bad arguments answer at once, without loading TensorFlow
+    from brain_mri.models.saving import load_model
+
     models = (load_model(str(arguments.models / "classifier.keras")), load_model(str(arguments.models / "unet.keras")))
     arguments.out.mkdir(parents=True, exist_ok=True)
     rows, batch = [], []

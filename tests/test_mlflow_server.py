@@ -26,6 +26,8 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination", str(folder / "artifacts"), "--workers", "1",
         ],
+        # without MLflow 3's job runners (seven processes for GenAI jobs, 30 s of CPU each start)
+        env=stage_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the server runs its workers as children

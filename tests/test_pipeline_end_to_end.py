@@ -40,9 +40,11 @@ def test_every_stage_runs_in_order(reproduced):
 
 
 def test_secrets_in_the_environment_reach_no_output_and_no_file(reproduced):
-    """The whole `dvc repro` ran with fake secrets set: no file in the project, the DVC cache and the
-    MLflow store and artifacts among them, and none of its output holds one."""
-    files = [path for path in reproduced.rglob("*") if path.is_file()]
+    """The whole `dvc repro` ran with fake secrets set: no file it wrote (outputs, the DVC cache, the
+    MLflow store and artifacts, its own output in repro.log and repro.err) holds one."""
+    tracked = set(git(reproduced, "ls-files").splitlines())  # the project's sources, tests/helpers.py among them
+    written = (path for path in reproduced.rglob("*") if ".git" not in path.parts and path.is_file())
+    files = [path for path in written if path.relative_to(reproduced).as_posix() not in tracked]
     assert len(files) > 100 and any(path.suffix == ".db" for path in files)
     for path in files:
         content = path.read_bytes()
@@ -137,12 +139,22 @@ def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
     assert table["segmented"].all()
 
 
+def imports_tensorflow(result: subprocess.CompletedProcess) -> bool:
+    """Whether `python -X importtime` reported importing tensorflow."""
+    return any(line.split("|")[-1].strip() == "tensorflow" for line in result.stderr.splitlines())
+
+
 def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tmp_path):
     repo = reproduced
-    result = predict(repo, str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "out"))
+    command = [sys.executable, "-X", "importtime", str(ROOT / "stages/predict.py")]
+    result = subprocess.run([*command, str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "out")],
+                            cwd=repo, env=stage_env(), capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "does not exist" in result.stderr
     assert not (tmp_path / "out").exists()
+    assert not imports_tensorflow(result), "a bad argument is answered before TensorFlow loads"
+    usage = subprocess.run([*command, "--help"], cwd=repo, env=stage_env(), capture_output=True, text=True)
+    assert usage.returncode == 0 and "--no-cascade" in usage.stdout and not imports_tensorflow(usage)
 
 
 @needs_real_data
