@@ -9,17 +9,17 @@ import pytest
 
 from tests.helpers import FAKE_SECRETS, built_once, dvc, project_copy, run_stage_ok, stage_env, write_params
 
-# The order tests are handed to the xdist workers in (round robin, then to whichever is free): the
-# test that builds the reproduced project first, the long groups next, so that both cores stay
-# busy and no worker waits for a fixture another one is building; the quick tests fill the gaps.
+# The order the test modules are handed to the xdist workers (--dist loadfile: a module at a time;
+# a worker gets the next module when two of its tests are left): the end-to-end module first, its
+# first test builds the reproduced project that the experiments start from; the long modules
+# next, longest first, so that neither worker is left with a long one at the end.
 FIRST = [
-    "tests/test_pipeline_end_to_end.py::test_every_stage_runs_in_order",
+    "tests/test_pipeline_end_to_end.py",
     "tests/test_training.py",
+    "tests/test_experiments.py",
     "tests/test_mlflow_server.py",
     "tests/test_real_data.py",
-    "tests/test_experiments.py",
     "tests/test_reliability.py",
-    "tests/test_pipeline_end_to_end.py",
 ]
 
 

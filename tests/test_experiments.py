@@ -27,8 +27,7 @@ def run_experiments(reproduced: Path, folder: Path) -> None:
     repo = committed_copy(reproduced, folder / "repo")
     workspace = dvc(repo, "exp", "run", "-n", "threshold", "-S", "evaluate.threshold=0.45")
     # a queued experiment starts from the workspace: the threshold experiment's params, with its own changes
-    mobilenet = ["-S", "train_unet.backbone=mobilenetv2", "-S", "train_unet.epochs=1", "-S", "train_unet.loss=dice"]
-    dvc(repo, "exp", "run", "--queue", "-n", "queued-a", *mobilenet)
+    dvc(repo, "exp", "run", "--queue", "-n", "queued-a", "-S", "train_unet.epochs=1", "-S", "train_unet.loss=dice")
     dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "evaluate.mask_threshold=0.3")
     dvc(repo, "queue", "start")
     deadline = time.monotonic() + 1200
@@ -75,7 +74,7 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     unet = by_experiment["queued-a"]["train_unet"]
     assert unet.info.run_name == "train_unet queued-a"
     assert unet.data.params["epochs"] == "1" and unet.data.params["loss"] == "dice"
-    assert unet.data.params["backbone"] == "mobilenetv2" and "final_val_loss" in unet.data.metrics
+    assert "final_val_loss" in unet.data.metrics
     assert by_experiment["queued-b"]["evaluate"].data.params["mask_threshold"] == "0.3"
     # the baseline's classifier is up to date: an experiment on the U-Net reruns it and evaluate,
     # one on evaluate's params evaluate alone; one parent groups one pipeline execution
