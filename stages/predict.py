@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     config = load_params().evaluate
     files = expand_inputs(arguments.inputs)
-    # imported only now: --help and bad arguments answer at once, without loading TensorFlow
+    # imported only now: --help and a missing input are answered at once, without loading TensorFlow
     from brain_mri.models.saving import load_model
 
     models = (load_model(str(arguments.models / "classifier.keras")), load_model(str(arguments.models / "unet.keras")))

@@ -21,7 +21,7 @@ def tiff_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")  # kept while this worker runs other modules' tests in between
+@pytest.fixture(scope="module")
 def processed(tmp_path_factory):
     """A raw folder with one of each kind of bad file, through crop_split."""
     work = tmp_path_factory.mktemp("crop_split")

@@ -68,19 +68,22 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     stage_runs = [run for run in runs if "stage" in run.data.tags]
     parents = {run.info.run_id: run for run in runs if run.data.tags.get("kind") == "pipeline"}
-    by_experiment = {}
+    by_experiment: dict[str, dict[str, list]] = {}
     for run in stage_runs:
-        by_experiment.setdefault(run.data.tags.get("dvc_experiment"), {})[run.data.tags["stage"]] = run
-    unet = by_experiment["queued-a"]["train_unet"]
+        by_experiment.setdefault(run.data.tags.get("dvc_experiment"), {}).setdefault(run.data.tags["stage"], []).append(
+            run
+        )
+    (unet,) = by_experiment["queued-a"]["train_unet"]
+    (evaluation,) = by_experiment["queued-b"]["evaluate"]
     assert unet.info.run_name == "train_unet queued-a"
     assert unet.data.params["epochs"] == "1" and unet.data.params["loss"] == "dice"
     assert "final_val_loss" in unet.data.metrics
-    assert by_experiment["queued-b"]["evaluate"].data.params["mask_threshold"] == "0.3"
+    assert evaluation.data.params["mask_threshold"] == "0.3"
     # the baseline's classifier is up to date: an experiment on the U-Net reruns it and evaluate,
     # one on evaluate's params evaluate alone; one parent groups one pipeline execution
     for name, rerun in (("queued-a", {"train_unet", "evaluate"}), ("queued-b", {"evaluate"})):
         assert set(by_experiment[name]) == rerun
-        (parent_id,) = {run.data.tags["mlflow.parentRunId"] for run in by_experiment[name].values()}
+        (parent_id,) = {run.data.tags["mlflow.parentRunId"] for runs in by_experiment[name].values() for run in runs}
         assert parents[parent_id].data.tags["dvc_experiment"] == name
         siblings = {r.data.tags["stage"] for r in stage_runs if r.data.tags.get("mlflow.parentRunId") == parent_id}
         assert siblings == rerun

@@ -44,7 +44,7 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("mlflow server did not start within 300 s")
 
 
-@pytest.fixture(scope="session")  # kept while this worker runs other modules' tests in between
+@pytest.fixture(scope="module")
 def server(tmp_path_factory):
     port = free_port()
     process = start_server(tmp_path_factory.mktemp("server"), port)
@@ -109,7 +109,7 @@ def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resu
         text=True,
     )
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and epochs_logged(work) < 2:
+    while time.monotonic() < deadline and training.poll() is None and epochs_logged(work) < 2:
         time.sleep(0.1)
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()

@@ -30,10 +30,12 @@ def test_per_slice_scaling_leaves_an_empty_slice_finite():
     assert np.all(scaled == 0)
 
 
-def test_a_unet_with_per_slice_scaling_loads_in_safe_mode_and_predicts_the_same(tmp_path):
-    model = build_unet(32, "resnet18", input_scaling="per_slice")
+@pytest.mark.parametrize(("backbone", "input_scaling"), [("resnet18", "per_slice"), ("mobilenetv2", "fixed")])
+def test_a_unet_loads_in_safe_mode_and_predicts_the_same(tmp_path, backbone, input_scaling):
+    model = build_unet(32, backbone, input_scaling=input_scaling)
     model.save(tmp_path / "unet.keras")
     loaded = load_model(str(tmp_path / "unet.keras"))
     pixels = head_slice()
     assert loaded.predict(pixels, verbose=0) == pytest.approx(model.predict(pixels, verbose=0), abs=1e-6)
-    assert any(isinstance(layer, PerSliceIntensity) for layer in loaded.layers)
+    scaled = any(isinstance(layer, PerSliceIntensity) for layer in loaded.layers)
+    assert scaled == (input_scaling == "per_slice")

@@ -124,7 +124,7 @@ def test_an_empty_dataset_is_a_clear_error(tmp_path):
 # predict on bad input (with untrained models of the right shapes: no training needed)
 
 
-@pytest.fixture(scope="session")  # kept while this worker runs other modules' tests in between
+@pytest.fixture(scope="module")
 def untrained_models(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("models")
     build_classifier(32, None, True, 0.0).save(folder / "classifier.keras")
