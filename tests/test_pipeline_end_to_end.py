@@ -147,9 +147,8 @@ def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tm
 
 
 def imported_modules(*args: str, cwd: Path) -> set[str]:
-    """The modules `python -X importtime stages/predict.py ARGS` imported (importtime reports each on stderr)."""
-    command = [sys.executable, "-X", "importtime", str(ROOT / "stages/predict.py"), *args]
-    result = subprocess.run(command, cwd=cwd, env=stage_env(), capture_output=True, text=True)
+    """The modules predict imported when run with ARGS (Python's importtime reports each on stderr)."""
+    result = run_stage(cwd, "predict", *args, env=stage_env(PYTHONPROFILEIMPORTTIME="1"))
     return {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
 
 
