@@ -104,9 +104,26 @@ def predict(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return run_stage(repo, "predict", *args)
 
 
-def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(reproduced, tmp_path):
-    repo = reproduced
-    inputs = tmp_path / "inputs"
+def real_images(folder: Path) -> list[Path]:
+    """Every 25th image of the real classification archive and one real LGG slice, written to folder."""
+    with zipfile.ZipFile(CLASSIFICATION_ARCHIVE) as bundle:
+        names = [n for n in bundle.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))][::25]
+        for name in names:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(bundle.read(name))
+    with zipfile.ZipFile(SEGMENTATION_ARCHIVE) as bundle:
+        name = next(n for n in bundle.namelist() if n.endswith("_20.tif"))
+        (folder / "slice.tif").write_bytes(bundle.read(name))
+    return [folder / name for name in names] + [folder / "slice.tif"]
+
+
+@pytest.fixture(scope="module")
+def predicted(reproduced, tmp_path_factory) -> tuple[Path, pd.DataFrame, list[Path]]:
+    """One predict run (the cascade, as by default) on made-up images, a broken file, a text
+    file, a raw slice and, where the archives are, real images: (out folder, predictions.csv,
+    the real images)."""
+    folder = tmp_path_factory.mktemp("predict")
+    inputs = folder / "inputs"
     inputs.mkdir()
     gray = np.zeros((300, 240), np.uint8)
     gray[40:260, 30:210] = 120
@@ -114,19 +131,26 @@ def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(reproduced, t
     Image.fromarray(gray).convert("RGBA").save(inputs / "rgba.png")
     (inputs / "notes.txt").write_text("not an image")
     (inputs / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    slice_path = next((repo / "data/raw/segmentation/kaggle_3m").glob("*/*_5.tif"))
-    result = predict(repo, str(inputs), str(slice_path), "--out", str(tmp_path / "out"))
+    slice_path = next((reproduced / "data/raw/segmentation/kaggle_3m").glob("*/*_5.tif"))
+    real = real_images(folder / "real") if CLASSIFICATION_ARCHIVE.is_file() and SEGMENTATION_ARCHIVE.is_file() else []
+    extra = [str(folder / "real")] if real else []
+    result = predict(reproduced, str(inputs), str(slice_path), *extra, "--out", str(folder / "out"))
     assert result.returncode == 0, result.stderr[-2000:]
-    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    return folder / "out", pd.read_csv(folder / "out/predictions.csv"), real
+
+
+def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(predicted):
+    out, table, real = predicted
+    table = table[~table["input"].isin(map(str, real))]
     assert len(table) == 4, "three images and the broken file; the .txt is not an image"
     broken = table[table["input"].str.endswith("broken.jpg")].iloc[0]
     assert broken["status"].startswith("skipped: ") and "not a readable image" in broken["status"]
     for row in table[table["status"] == "ok"].itertuples():
-        mask = np.asarray(Image.open(tmp_path / "out" / row.mask))
+        mask = np.asarray(Image.open(out / row.mask))
         source = Image.open(row.input)
         assert mask.shape == (source.height, source.width)
         assert set(np.unique(mask)) <= {0, 255}
-        assert (tmp_path / "out" / row.overlay).is_file()
+        assert (out / row.overlay).is_file()
         assert 0.0 <= row.tumour_probability <= 1.0
 
 
@@ -160,24 +184,13 @@ def test_predict_answers_help_and_a_missing_input_without_loading_tensorflow(rep
 
 
 @needs_real_data
-def test_predict_on_the_real_images(reproduced, tmp_path):
-    repo = reproduced
-    real = tmp_path / "real"
-    with zipfile.ZipFile(CLASSIFICATION_ARCHIVE) as bundle:
-        names = [n for n in bundle.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))][::25]
-        for name in names:
-            (real / name).parent.mkdir(parents=True, exist_ok=True)
-            (real / name).write_bytes(bundle.read(name))
-    with zipfile.ZipFile(SEGMENTATION_ARCHIVE) as bundle:
-        name = next(n for n in bundle.namelist() if n.endswith("_20.tif"))
-        (real / "slice.tif").write_bytes(bundle.read(name))
-    result = predict(repo, str(real), "--out", str(tmp_path / "out"))
-    assert result.returncode == 0, result.stderr[-2000:]
-    table = pd.read_csv(tmp_path / "out/predictions.csv")
-    assert len(table) == len(names) + 1 and (table["status"] == "ok").all()
+def test_predict_on_the_real_images(predicted):
+    out, table, real = predicted
+    table = table[table["input"].isin(map(str, real))]
+    assert len(table) == len(real) and (table["status"] == "ok").all()
     for row in table.itertuples():
         with Image.open(row.input) as source:
-            assert np.asarray(Image.open(tmp_path / "out" / row.mask)).shape == (source.height, source.width)
+            assert np.asarray(Image.open(out / row.mask)).shape == (source.height, source.width)
 
 
 VEGA = ROOT / ".cache" / "vega"

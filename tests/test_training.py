@@ -29,9 +29,9 @@ SHORT = {"train_classifier": {"epochs": 2}, "train_unet": {"epochs": 2, "image_s
 
 def test_auto_strategy_mirrors_over_two_logical_devices(tiny_processed, tmp_path):
     """The auto strategy is chosen by code both stages share (brain_mri.training.devices.choose_strategy):
-    the classifier proves the choice and a MirroredStrategy run; each stage's own replica handling
-    (distributed datasets, the chief alone writing) is proven for both in the multi-worker test below."""
-    stage = "train_classifier"
+    the U-Net proves the choice and a MirroredStrategy run (its datasets split over two replicas);
+    the classifier trains on two replicas in the multi-worker test below."""
+    stage = "train_unet"
     work = copy_work(tiny_processed, tmp_path / "work", SHORT)
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/programs/two_logical_cpus.py"), str(ROOT / f"stages/{stage}.py")],
@@ -49,10 +49,11 @@ def test_auto_strategy_mirrors_over_two_logical_devices(tiny_processed, tmp_path
     assert len(history) == 2 and history["loss"].notna().all()
 
 
-@pytest.mark.parametrize("stage", ["train_classifier", "train_unet"])
-def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(tiny_processed, tmp_path, stage):
+def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(tiny_processed, tmp_path):
     """Two real workers on 127.0.0.1, each in its own copy of the project (as on two machines):
-    both finish; the chief (worker 0) alone writes the model and the MLflow run."""
+    both finish; the chief (worker 0) alone writes the model and the MLflow run. The classifier's
+    run; the U-Net trains on two replicas in the auto-strategy test above."""
+    stage = "train_classifier"
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     works, workers = [], []
     for index in range(2):
@@ -72,8 +73,7 @@ def test_multi_worker_strategy_trains_on_two_workers_from_tf_config(tiny_process
     outcomes = [worker.communicate(timeout=900) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], [err[-3000:] for _, err in outcomes]
     chief, other = works
-    model = "classifier" if stage == "train_classifier" else "unet"
-    assert (chief / f"models/{model}.keras").is_file() and not (other / "models").exists()
+    assert (chief / "models/classifier.keras").is_file() and not (other / "models").exists()
     assert not (other / "mlflow.db").exists()
     mlflow.set_tracking_uri(f"sqlite:///{chief / 'mlflow.db'}")
     (run_info,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")

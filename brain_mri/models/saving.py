@@ -19,7 +19,16 @@ def load_model(path: str) -> keras.Model:
         raise PipelineError(f"{path}: cannot load the model ({error}); run `dvc repro` to train it") from None
 
 
+def for_inference(model: keras.Model) -> keras.Model:
+    """The trained layers alone, without the optimizer, loss and metrics that training compiled in.
+
+    What users load predicts and nothing more: Adam's state would be two thirds of the file (resume
+    has its own checkpoints), and a compiled loss from segmentation-models cannot be deserialised.
+    """
+    return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
 def save_model(model: keras.Model, path: Path) -> None:
-    """Write a model (temporary name, then rename): a crash never leaves half a file."""
+    """Write a model for inference (temporary name, then rename): a crash never leaves half a file."""
     with atomic_file(path) as partial:
-        model.save(partial)
+        for_inference(model).save(partial)

@@ -10,6 +10,8 @@ import tensorflow as tf
 from matplotlib.figure import Figure
 from mlflow.models import infer_signature
 
+from brain_mri.models.saving import for_inference
+
 
 def log_training(history: pd.DataFrame, curves: Figure, tags: dict[str, str]) -> None:
     """The last and the best (lowest val_loss) epoch's metrics, the training curves and the device tags."""
@@ -33,5 +35,5 @@ def log_keras_model(model: keras.Model, dataset: tf.data.Dataset, registered_nam
     # named here, since MLflow cannot infer them for a model built with segmentation-models
     requirements = [f"{name}=={version(name)}" for name in ("keras", "tensorflow-cpu", "segmentation-models")]
     mlflow.keras.log_model(
-        model, name="model", signature=signature, pip_requirements=requirements, registered_model_name=registered_name
+        for_inference(model), name="model", signature=signature, pip_requirements=requirements, registered_model_name=registered_name
     )
