@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from brain_mri.common.errors import run_stage
 from brain_mri.common.outputs import write_csv, write_json, write_png
@@ -17,6 +18,7 @@ from brain_mri.evaluation.figures import dice_per_patient, prediction_grid
 from brain_mri.evaluation.predictions import score_classifier, score_segmentation
 from brain_mri.evaluation.scores import roc_points
 from brain_mri.models.saving import load_model
+from brain_mri.tracking.results import log_to_run, training_run_of
 from brain_mri.tracking.runs import stage_run
 
 PROCESSED = Path("data/processed")
@@ -45,7 +47,17 @@ def main() -> None:
         "prediction_grid.png": prediction_grid(examples),
     }
 
-    with stage_run("evaluate", config.model_dump()):
+    summary = (
+        numbers(classifier_report, "classifier_")
+        | numbers(segmentation_report, "segmentation_")
+        | numbers(segmentation_report["cascade"], "cascade_")
+    )
+    scores_by_model = {
+        MODELS / "classifier.keras": numbers(classifier_report, "test_"),
+        MODELS / "unet.keras": numbers(segmentation_report, "test_"),
+    }
+
+    with stage_run("evaluate", config.model_dump()) as run:
         write_json(OUT / "classifier.json", classifier_report)
         write_json(OUT / "segmentation.json", segmentation_report)
         write_csv(OUT / "classifier_roc.csv", roc_points(test_images["label"], test_images["probability"]))
@@ -55,9 +67,13 @@ def main() -> None:
         for name, figure in figures.items():
             mlflow.log_figure(figure, name)
             write_png(OUT / name, figure)
-        mlflow.log_metrics(numbers(classifier_report, "classifier_"))
-        mlflow.log_metrics(numbers(segmentation_report, "segmentation_"))
-        mlflow.log_metrics(numbers(segmentation_report["cascade"], "cascade_"))
+        mlflow.log_metrics(summary)
+        # each model's test scores beside the params it was trained with; the summary on the parent
+        for model, scores in scores_by_model.items():
+            if training := training_run_of(model, run.info.experiment_id):
+                log_to_run(training, scores)
+        if parent := run.data.tags.get(MLFLOW_PARENT_RUN_ID):
+            log_to_run(parent, summary)
         for name in ("classifier.json", "segmentation.json", "per_patient_dice.csv", "classifier_roc.csv"):
             mlflow.log_artifact(str(OUT / name))
     cascade_report = segmentation_report["cascade"]

@@ -17,6 +17,7 @@ from brain_mri.models.losses import segmentation_loss, segmentation_metrics
 from brain_mri.models.saving import save_model
 from brain_mri.models.unet import build_unet
 from brain_mri.tracking.models import log_keras_model, log_training
+from brain_mri.tracking.results import tag_model_file
 from brain_mri.tracking.runs import stage_run
 from brain_mri.training.devices import choose_strategy, device_report, use_precision_and_xla
 from brain_mri.training.figures import training_curves
@@ -59,9 +60,10 @@ def main() -> None:
         history = fit(model, train, val, config, backup, tracked=run is not None)
         if run is not None:  # the chief of a multi-worker cluster, or the only process
             save_model(model, MODEL)
+            tag_model_file(MODEL)
             write_csv(HISTORY, history)
             log_training(history, training_curves(history, "dice"), device_report(strategy, policy, xla))
-            log_keras_model(model, val, "brain-mri-unet" if config.register_model else None)
+            log_keras_model(model, "unet", val, "brain-mri-unet" if config.register_model else None)
     shutil.rmtree(backup, ignore_errors=True)
 
 

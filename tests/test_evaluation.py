@@ -1,7 +1,9 @@
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
+from brain_mri.evaluation.figures import dice_per_patient
 from brain_mri.evaluation.scores import (
     best_f1_threshold,
     classification_scores,
@@ -10,6 +12,7 @@ from brain_mri.evaluation.scores import (
     per_patient_scores,
     per_slice_summary,
 )
+from brain_mri.training.figures import training_curves
 
 
 def test_dice_and_iou_match_hand_computed_values():
@@ -68,3 +71,29 @@ def test_best_f1_threshold_separates_separable_scores():
     labels = np.array([0, 0, 1, 1])
     threshold = best_f1_threshold(labels, np.array([0.1, 0.2, 0.7, 0.9]))
     assert 0.2 < threshold <= 0.7
+
+
+def test_the_per_patient_dice_legend_covers_no_bar():
+    per_patient = pd.DataFrame({"patient": [f"P{i}" for i in range(6)], "dice": np.linspace(0.1, 0.99, 6)})
+    cascade = per_patient.assign(dice=np.linspace(0.99, 0.2, 6))
+    figure = dice_per_patient(per_patient, cascade)
+    figure.canvas.draw()
+    axis = figure.axes[0]
+    legend = axis.get_legend().get_window_extent()
+    bars = [patch.get_window_extent() for patch in axis.patches]
+    assert len(bars) == 12 and not any(legend.overlaps(bar) for bar in bars)
+    plt.close(figure)
+
+
+def test_one_wild_epoch_does_not_flatten_the_loss_curve():
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3, 4], "loss": [0.7, 0.5, 0.4, 0.3], "val_loss": [0.7, 52.0, 0.5, 0.4]}
+        | {"accuracy": [0.5, 0.6, 0.7, 0.8], "val_accuracy": [0.5, 0.5, 0.6, 0.7]}
+    )
+    figure = training_curves(history, "accuracy")
+    loss_axis = figure.axes[0]
+    assert loss_axis.get_yscale() == "log"
+    low, high = loss_axis.get_ylim()
+    # on a log axis 0.3 and 0.5 stay a visible part of the height; on a linear one they are 0.4% of it
+    assert (np.log(0.5) - np.log(0.3)) / (np.log(high) - np.log(low)) > 0.05
+    plt.close(figure)

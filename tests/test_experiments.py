@@ -1,6 +1,7 @@
 """Experiments the way users run them: dvc exp run, a queue of two, and one MLflow store for all."""
 
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.helpers import built_once, committed_copy, dvc, stage_env, stages_run
+from tests.helpers import ROOT, built_once, committed_copy, dvc, stage_env, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,18 @@ def test_two_experiments_at_once_leave_the_stores_readable_and_the_next_run_work
     assert (before_the_queue["status"] == "FINISHED").sum() >= 2 + succeeded, "the store holds every run"
     assert (before_the_queue["tags.dvc_experiment"] == "threshold").sum() == 1, "and the next one's"
     assert (evaluations["status"] == "RUNNING").sum() == 0, "no run left RUNNING"
+
+
+def test_the_readmes_exp_show_line_fits_120_columns_with_the_swept_param_beside_test_dice(experiments):
+    repo, _, _ = experiments
+    (line,) = [line.strip() for line in (ROOT / "README.md").read_text().splitlines() if "dvc exp show --" in line]
+    shown = subprocess.run(
+        shlex.split(line) + ["--no-pager"], cwd=repo, env=stage_env(COLUMNS="120"), capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(text) for text in lines) <= 120 and "…" not in shown.stdout, shown.stdout
+    header = next(text for text in lines if "Experiment" in text).split()
+    assert header == ["Experiment", "accuracy", "dice_mean", "train_unet.loss"], header
+    (queued,) = [text.split() for text in lines if "[queued-a]" in text]
+    assert queued[-1] == "dice" and float(queued[-2]) >= 0.0

@@ -2,6 +2,7 @@
 stage scripts, and nothing outside stages/ imports one."""
 
 import ast
+from importlib.metadata import packages_distributions, version
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,38 @@ def test_a_library_module_imports_only_its_own_phase_and_earlier_ones():
             parts = name.split(".")
             if parts[0] == "brain_mri" and len(parts) > 1 and parts[1] in phases:
                 assert phases.index(parts[1]) <= phases.index(own), f"{path.relative_to(ROOT)} imports {name}"
+
+
+def pinned(requirements_file: str) -> dict[str, str]:
+    """name -> the whole line, of a requirements file and the files it includes with -r."""
+    lines = {}
+    for line in (ROOT / requirements_file).read_text().splitlines():
+        if line.startswith("-r "):
+            lines.update(pinned(line.split()[1]))
+        elif line and not line.startswith("#"):
+            lines[line.split("==")[0].split("[")[0]] = line
+    return lines
+
+
+def test_the_cpu_and_gpu_installs_differ_in_tensorflow_alone_and_the_package_pulls_in_neither():
+    cpu, gpu = pinned("requirements.txt"), pinned("requirements-gpu.txt")
+    assert cpu.pop("tensorflow-cpu") == "tensorflow-cpu==2.21.0"
+    assert gpu.pop("tensorflow") == "tensorflow[and-cuda]==2.21.0"
+    assert cpu == gpu, "the same pins besides TensorFlow"
+    assert not any(name.startswith("tensorflow") for name in pinned("requirements-base.txt"))
+    assert 'file = ["requirements-base.txt"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_a_logged_model_names_the_tensorflow_distribution_that_is_installed():
+    from brain_mri.tracking.models import model_requirements
+
+    versions = {"keras": "3.15.1", "tensorflow": "2.21.0", "tensorflow-cpu": "2.21.0", "segmentation-models": "1.0.1"}
+    gpu_install = {"tensorflow": ["tensorflow"], "keras": ["keras"]}  # requirements-gpu.txt: tensorflow[and-cuda]
+    assert model_requirements(gpu_install, versions.__getitem__) == [
+        "keras==3.15.1",
+        "tensorflow==2.21.0",
+        "segmentation-models==1.0.1",
+    ]
+    installed = packages_distributions()  # here: requirements.txt's tensorflow-cpu
+    tensorflow = installed["tensorflow"][0]
+    assert f"{tensorflow}=={version(tensorflow)}" in model_requirements(installed)

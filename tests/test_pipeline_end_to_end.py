@@ -1,6 +1,7 @@
 """The real pipeline, `dvc repro` in a temporary git copy with tiny params, start to finish."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -12,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from dvc_render.html import PAGE_HTML
 from PIL import Image
 
 from tests.helpers import (
     CLASSIFICATION_ARCHIVE,
     FAKE_SECRETS,
-    ROOT,
     SEGMENTATION_ARCHIVE,
     TINY,
     committed_copy,
@@ -68,8 +69,11 @@ def test_metrics_hold_numbers_and_both_models_beat_chance(reproduced, tmp_path):
     assert classifier["roc_auc"] > 0.75
     # an empty prediction scores 0 on every patient with tumour
     assert segmentation["dice_mean"] > 0.5 and segmentation["test_patients"] >= 1
-    shown = dvc(copy_work(repo, tmp_path / "repo"), "metrics", "show", "--json").stdout
-    assert "dice_mean" in shown and "accuracy" in shown
+    shown = json.loads(dvc(copy_work(repo, tmp_path / "repo"), "metrics", "show", "--json").stdout)
+    (workspace,) = shown.values()
+    assert set(workspace["data"]) == {"metrics/evaluate/classifier.json", "metrics/evaluate/segmentation.json"}, (
+        "the test scores; data facts (inventory, data report) are plain outputs"
+    )
 
 
 def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduced):
@@ -78,6 +82,8 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
     (parent,) = [run for run in runs if run.data.tags.get("kind") == "pipeline"]
+    experiment = mlflow.get_experiment_by_name("brain-mri")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development", "MLflow's training view"
     assert {run.data.tags.get("mlflow.parentRunId") for run in by_stage.values()} == {parent.info.run_id}
     assert {"train_classifier", "train_unet", "evaluate"} <= set(by_stage)
     for stage in ("train_classifier", "train_unet"):
@@ -89,10 +95,50 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
         assert len(history) == TINY[stage]["epochs"], "one loss value per epoch"
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
-        assert any(model.source_run_id == run.info.run_id for model in models)
+        (model,) = [model for model in models if model.source_run_id == run.info.run_id]
+        assert model.name == {"train_classifier": "classifier", "train_unet": "unet"}[stage]
+    # each model's test scores beside its params, the summary on the parent
+    classifier = json.loads((repo / "metrics/evaluate/classifier.json").read_text())
+    segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
+    assert by_stage["train_classifier"].data.metrics["test_accuracy"] == classifier["accuracy"]
+    assert by_stage["train_unet"].data.metrics["test_dice_mean"] == segmentation["dice_mean"]
+    assert parent.data.metrics["segmentation_dice_mean"] == segmentation["dice_mean"]
+    assert parent.data.metrics["classifier_roc_auc"] == classifier["roc_auc"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(by_stage["train_unet"].info.run_id)}
     assert "training_curves.png" in artifacts
     assert (repo / "mlartifacts").is_dir(), "artifacts live beside the store at the repository root"
+
+
+def test_every_logged_model_loads_and_predicts_with_mlflows_own_loader_in_a_fresh_process(reproduced):
+    """What `mlflow models serve`, a registry consumer or a colleague's notebook does."""
+    uri = f"sqlite:///{reproduced / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name("brain-mri")
+    models = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    assert {model.name for model in models} == {"classifier", "unet"}
+    program = [sys.executable, "-m", "tests.programs.mlflow_client", uri, *(f"models:/{m.model_id}" for m in models)]
+    result = subprocess.run(program, cwd=reproduced, env=stage_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith("models:/"))
+    size = TINY["train_unet"]["image_size"]
+    expected = {"classifier": "(1, 1)", "unet": f"(1, {size}, {size}, 1)"}
+    for model in models:
+        assert shapes[f"models:/{model.model_id}"] == expected[model.name], model.name
+
+
+def test_outputs_have_the_modes_of_a_plain_create(reproduced, predicted):
+    """Readable by the group and others as the umask allows (0644 under the usual 022), not 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    out, _, _ = predicted
+    files = [*(reproduced / "metrics").rglob("*.*"), *(reproduced / "models").glob("*"), *out.rglob("*.*")]
+    files += list((reproduced / "data/processed").rglob("*.*"))
+    assert len(files) > 20
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, f"{path}: {oct(path.stat().st_mode & 0o777)}"
+    folders = [reproduced / "data/processed", *(reproduced / "data/processed").glob("*/"), out]
+    for path in folders:
+        assert path.stat().st_mode & 0o777 == 0o777 & ~umask, f"{path}: {oct(path.stat().st_mode & 0o777)}"
 
 
 def test_a_second_repro_reruns_nothing(reproduced, tmp_path):
@@ -193,35 +239,29 @@ def test_predict_on_the_real_images(predicted):
             assert np.asarray(Image.open(out / row.mask)).shape == (source.height, source.width)
 
 
-VEGA = ROOT / ".cache" / "vega"
-CDN = {
-    "https://cdn.jsdelivr.net/npm/vega@5.20.2": "vega.min.js",
-    "https://cdn.jsdelivr.net/npm/vega-lite@5.2.0": "vega-lite.min.js",
-    "https://cdn.jsdelivr.net/npm/vega-embed@6.18.2": "vega-embed.min.js",
-}
+def charts_drawn_offline(page: Path, profile: Path) -> str:
+    """The DOM of a page after headless Chromium drew it with every network request refused
+    (as behind a hospital firewall); a screenshot of it beside the page."""
+    chromium = [
+        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+        "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",  # no network at all
+        "--allow-file-access-from-files", "--virtual-time-budget=15000",
+    ]  # fmt: skip
+    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    screenshot = page.with_suffix(".png")
+    subprocess.run([*chromium, f"--screenshot={screenshot}", page.as_uri()], capture_output=True, timeout=120)
+    return dom
 
 
 @pytest.mark.skipif(
     not shutil.which("chromium"), reason="headless check needs Debian's chromium (apt-get install chromium)"
 )
-@pytest.mark.skipif(
-    not all((VEGA / name).is_file() for name in CDN.values()),
-    reason=f"the page loads vega from a CDN, unreachable here; .ci/run puts local copies in {VEGA}",
-)
-def test_dvc_plots_show_renders_every_plot_in_chromium(reproduced, tmp_path):
+def test_dvc_plots_show_draws_every_plot_in_chromium_with_no_network(reproduced, tmp_path):
     repo = copy_work(reproduced, tmp_path / "repo")
     dvc(repo, "plots", "show", "-o", str(tmp_path / "plots"))
     page = tmp_path / "plots" / "index.html"
-    html = page.read_text()
-    for url, name in CDN.items():  # only the CDN is replaced, by the same files from npm
-        html = html.replace(url, (VEGA / name).as_uri())
-    page.write_text(html)
-    chromium = [
-        "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-        "--allow-file-access-from-files", "--virtual-time-budget=15000",
-    ]  # fmt: skip
-    dom = subprocess.run([*chromium, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = charts_drawn_offline(page, tmp_path / "profile")
     declared = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
     charts = [plot for plot in declared if isinstance(plot, dict)]
     images = [plot for plot in declared if isinstance(plot, str)]
@@ -229,10 +269,14 @@ def test_dvc_plots_show_renders_every_plot_in_chromium(reproduced, tmp_path):
     for image in images:
         name = "workspace_" + image.replace("/", "_")
         assert f'src="static/{name}"' in dom and (tmp_path / "plots/static" / name).stat().st_size > 1000
-    subprocess.run(
-        [*chromium, f"--screenshot={tmp_path / 'page.png'}", page.as_uri()], capture_output=True, timeout=120
-    )
-    assert (tmp_path / "page.png").stat().st_size > 10_000
+    assert page.with_suffix(".png").stat().st_size > 10_000
+
+    # the control: DVC's own page, which loads vega from a CDN, draws no chart without the network
+    default = tmp_path / "default.html"
+    default.write_text(PAGE_HTML)
+    dvc(repo, "plots", "show", "-o", str(tmp_path / "cdn"), "--html-template", str(default))
+    assert "cdn.jsdelivr.net" in (tmp_path / "cdn/index.html").read_text()
+    assert charts_drawn_offline(tmp_path / "cdn/index.html", tmp_path / "profile-cdn").count('class="marks"') == 0
 
 
 def test_outputs_pushed_to_a_local_remote_come_back_after_the_cache_is_gone(reproduced, tmp_path):

@@ -15,6 +15,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 
+def _as_if_created(path: Path, mode: int) -> None:
+    """Give a temporary file (0600) or folder (0700) the mode a plain create would: mode less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(mode & ~umask)
+
+
 @contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`.
@@ -26,6 +33,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     for stale in final.parent.glob(f".{final.name}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    _as_if_created(partial, 0o777)
     try:
         yield partial
         if final.exists():
@@ -43,6 +51,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix, dir=final.parent)
     os.close(handle)
     partial = Path(name)
+    _as_if_created(partial, 0o666)
     try:
         yield partial
         partial.replace(final)

@@ -54,6 +54,7 @@ def dice_per_patient(per_patient: pd.DataFrame, cascade: pd.DataFrame | None = N
     axis.set_yticks(positions, ordered["patient"], fontsize=8)
     axis.set_xlim(0, 1)
     axis.set_xlabel("Dice (whole volume)")
-    axis.legend(loc="lower right")
+    # above the bars, where it can cover none of them
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     figure.tight_layout()
     return figure

@@ -1,6 +1,7 @@
 """What a training run logs besides its per-epoch curve: summary metrics, the curves' picture, the model."""
 
-from importlib.metadata import version
+from collections.abc import Callable, Mapping
+from importlib.metadata import packages_distributions, version
 
 import keras
 import matplotlib.pyplot as plt
@@ -23,8 +24,20 @@ def log_training(history: pd.DataFrame, curves: Figure, tags: dict[str, str]) ->
     mlflow.set_tags(tags)
 
 
-def log_keras_model(model: keras.Model, dataset: tf.data.Dataset, registered_name: str | None) -> None:
-    """Log the model in MLflow's Keras flavour, with its input and output signature (from two inputs of dataset).
+def model_requirements(distributions: Mapping[str, list[str]], version_of: Callable[[str], str] = version) -> list[str]:
+    """The pip lines a logged model needs: Keras, segmentation-models and TensorFlow as installed here.
+
+    TensorFlow is named by the distribution that provides the `tensorflow` module (`distributions`
+    is `importlib.metadata.packages_distributions()`): tensorflow-cpu from requirements.txt,
+    tensorflow from requirements-gpu.txt.
+    """
+    tensorflow = distributions["tensorflow"][0]
+    return [f"{name}=={version_of(name)}" for name in ("keras", tensorflow, "segmentation-models")]
+
+
+def log_keras_model(model: keras.Model, name: str, dataset: tf.data.Dataset, registered_name: str | None) -> None:
+    """Log the model for inference as `name` in MLflow's Keras flavour, with its input and output
+    signature (from two inputs of dataset); MLflow's own loaders load it (`mlflow.pyfunc.load_model`).
 
     With a registered name, the model also becomes a new version in the model registry.
     """
@@ -33,7 +46,10 @@ def log_keras_model(model: keras.Model, dataset: tf.data.Dataset, registered_nam
     # and only the chief gets here
     signature = infer_signature(sample, keras.ops.convert_to_numpy(model(sample, training=False)))
     # named here, since MLflow cannot infer them for a model built with segmentation-models
-    requirements = [f"{name}=={version(name)}" for name in ("keras", "tensorflow-cpu", "segmentation-models")]
     mlflow.keras.log_model(
-        for_inference(model), name="model", signature=signature, pip_requirements=requirements, registered_model_name=registered_name
+        for_inference(model),
+        name=name,
+        signature=signature,
+        pip_requirements=model_requirements(packages_distributions()),
+        registered_model_name=registered_name,
     )

@@ -22,6 +22,8 @@ from brain_mri.common.errors import PipelineError
 from brain_mri.common.repo import git_commit, repo_root
 
 EXPERIMENT = "brain-mri"
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, prompts)
+TRAINING_VIEW = ("mlflow.experimentKind", "custom_model_development")
 
 
 def tracking_uri() -> str:
@@ -103,7 +105,9 @@ def _use_experiment(uri: str) -> str:
             # `dvc exp run --temp`, whose working directory is deleted afterwards
             local = uri.startswith("sqlite:")
             location = (repo_root() / "mlartifacts").as_uri() if local else None
-            return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+            return mlflow.create_experiment(EXPERIMENT, artifact_location=location, tags=dict([TRAINING_VIEW]))
+        if TRAINING_VIEW[0] not in experiment.tags:  # made before the view was chosen
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *TRAINING_VIEW)
     except MlflowException as error:
         raise PipelineError(
             f"MLflow tracking store {uri} is not usable ({str(error).splitlines()[0][:200]}); "

@@ -13,5 +13,8 @@ def training_curves(history: pd.DataFrame, metric: str) -> plt.Figure:
         axis.set_xlabel("epoch")
         axis.set_title(name)
         axis.legend()
+    # one wild epoch (a val_loss of 52 against 0.5) would flatten a linear axis
+    axes[0].set_yscale("log")
+    axes[0].set_title("loss (log scale)")
     figure.tight_layout()
     return figure

@@ -1,0 +1,46 @@
+"""Test scores where a person compares them: on the training run of each model, and on the parent.
+
+A model file is tied to the run that trained it by the file's SHA-256, a tag that training sets
+and evaluate looks up; so a param of the training run and its test score sit on one run, also
+when evaluate reruns alone (a changed threshold) long after training.
+"""
+
+import hashlib
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import Metric
+
+MODEL_FILE_TAG = "model_file_sha256"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tag_model_file(path: Path) -> None:
+    """Tag the active (training) run with the SHA-256 of the model file it wrote."""
+    mlflow.set_tag(MODEL_FILE_TAG, file_sha256(path))
+
+
+def training_run_of(path: Path, experiment_id: str) -> str | None:
+    """The run that wrote this model file (the latest, should one file have come out of two runs)."""
+    found = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{MODEL_FILE_TAG} = '{file_sha256(path)}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return found[0].info.run_id if found else None
+
+
+def log_to_run(run_id: str, metrics: dict[str, float]) -> None:
+    """Log metrics to another (finished) run of this store, at once."""
+    now = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in metrics.items()])
