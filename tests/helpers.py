@@ -91,14 +91,17 @@ def copy_work(source: Path, destination: Path, *changes: dict) -> Path:
 
     Files over 1 MB that stages only ever replace (models, arrays, the DVC cache) are hard links:
     a copy costs no disk, and the stages' atomic writes never change the original. Everything
-    else, the MLflow store and params.yaml among them, is copied.
+    else, params.yaml among them, is copied. The MLflow store is left out: it names its artifact
+    folder by absolute path, so a copy would write its runs' artifacts into the original's folder;
+    a copy's stages start a store of their own.
     """
 
     def link_or_copy(src: str, dst: str) -> None:
-        big = os.path.getsize(src) > 1 << 20 and not src.endswith((".db", ".yaml", ".lock", ".csv", ".json"))
+        big = os.path.getsize(src) > 1 << 20 and not src.endswith((".yaml", ".lock", ".csv", ".json"))
         os.link(src, dst) if big else shutil.copy2(src, dst)
 
-    shutil.copytree(source, destination, symlinks=True, copy_function=link_or_copy)
+    no_store = shutil.ignore_patterns("mlflow.db", "mlartifacts")
+    shutil.copytree(source, destination, symlinks=True, copy_function=link_or_copy, ignore=no_store)
     if changes:
         params = yaml.safe_load((destination / "params.yaml").read_text())
         for change in changes:

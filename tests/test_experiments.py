@@ -120,9 +120,9 @@ def test_two_experiments_at_once_leave_the_stores_readable_and_the_next_run_work
     evaluations = mlflow.search_runs(experiment_names=["brain-mri"], filter_string="tags.stage = 'evaluate'")
     before_the_queue = evaluations[~evaluations["tags.dvc_experiment"].isin(["queued-a", "queued-b"])]
     succeeded = sum(run["returncode"] == 0 for run in at_once)
-    # the baseline's evaluate run, each experiment that succeeded, and the next one (a failed
-    # experiment may also have logged its evaluate run before DVC failed to save it)
-    assert (before_the_queue["status"] == "FINISHED").sum() >= 2 + succeeded, "the store holds every run"
+    # each experiment that succeeded, and the next one (a failed experiment may also have logged
+    # its evaluate run before DVC failed to save it)
+    assert (before_the_queue["status"] == "FINISHED").sum() >= 1 + succeeded, "the store holds every run"
     assert (before_the_queue["tags.dvc_experiment"] == "threshold").sum() == 1, "and the next one's"
     assert (evaluations["status"] == "RUNNING").sum() == 0, "no run left RUNNING"
 
