@@ -69,10 +69,11 @@ def main() -> None:
             write_png(OUT / name, figure)
         mlflow.log_metrics(summary)
         # each model's test scores beside the params it was trained with; the summary on the parent
+        parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID) if run is not None else None
         for model, scores in scores_by_model.items():
-            if training := training_run_of(model, run.info.experiment_id):
+            if run is not None and (training := training_run_of(model, run.info.experiment_id, parent)):
                 log_to_run(training, scores)
-        if parent := run.data.tags.get(MLFLOW_PARENT_RUN_ID):
+        if parent:
             log_to_run(parent, summary)
         for name in ("classifier.json", "segmentation.json", "per_patient_dice.csv", "classifier_roc.csv"):
             mlflow.log_artifact(str(OUT / name))

@@ -133,6 +133,6 @@ def test_a_logged_model_names_the_tensorflow_distribution_that_is_installed():
         "tensorflow==2.21.0",
         "segmentation-models==1.0.1",
     ]
-    installed = packages_distributions()  # here: requirements.txt's tensorflow-cpu
-    tensorflow = installed["tensorflow"][0]
-    assert f"{tensorflow}=={version(tensorflow)}" in model_requirements(installed)
+    installed = packages_distributions()  # here: requirements-dev.txt, so requirements.txt's tensorflow-cpu
+    assert len(installed["tensorflow"]) == 1, "one TensorFlow distribution"
+    assert f"tensorflow-cpu=={version('tensorflow-cpu')}" in model_requirements(installed)

@@ -14,12 +14,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+# read once: os.umask can only be read by setting it, which would race with other threads
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
 
 def _as_if_created(path: Path, mode: int) -> None:
     """Give a temporary file (0600) or folder (0700) the mode a plain create would: mode less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(mode & ~umask)
+    path.chmod(mode & ~UMASK)
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """What a training run logs besides its per-epoch curve: summary metrics, the curves' picture, the model."""
 
+import re
 from collections.abc import Callable, Mapping
 from importlib.metadata import packages_distributions, version
 
@@ -31,7 +32,8 @@ def model_requirements(distributions: Mapping[str, list[str]], version_of: Calla
     is `importlib.metadata.packages_distributions()`): tensorflow-cpu from requirements.txt,
     tensorflow from requirements-gpu.txt.
     """
-    tensorflow = distributions["tensorflow"][0]
+    # as pip names it (the metadata may say tensorflow_cpu)
+    tensorflow = re.sub(r"[-_.]+", "-", distributions["tensorflow"][0]).lower()
     return [f"{name}=={version_of(name)}" for name in ("keras", tensorflow, "segmentation-models")]
 
 

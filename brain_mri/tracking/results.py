@@ -1,8 +1,8 @@
 """Test scores where a person compares them: on the training run of each model, and on the parent.
 
 A model file is tied to the run that trained it by the file's SHA-256, a tag that training sets
-and evaluate looks up; so a param of the training run and its test score sit on one run, also
-when evaluate reruns alone (a changed threshold) long after training.
+and evaluate looks up within its own pipeline execution; so a param of the training run and its
+test score sit on one run.
 """
 
 import hashlib
@@ -28,11 +28,16 @@ def tag_model_file(path: Path) -> None:
     mlflow.set_tag(MODEL_FILE_TAG, file_sha256(path))
 
 
-def training_run_of(path: Path, experiment_id: str) -> str | None:
-    """The run that wrote this model file (the latest, should one file have come out of two runs)."""
+def training_run_of(path: Path, experiment_id: str, parent: str | None) -> str | None:
+    """The run that wrote this model file in the same pipeline execution (the same parent run), or None.
+
+    An experiment that reruns evaluate alone (a changed threshold) reuses the model of an earlier
+    execution: its scores belong to its own runs, not to a training run whose params they did not have.
+    """
+    same_execution = f" AND tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
     found = mlflow.search_runs(
         [experiment_id],
-        filter_string=f"tags.{MODEL_FILE_TAG} = '{file_sha256(path)}'",
+        filter_string=f"tags.{MODEL_FILE_TAG} = '{file_sha256(path)}'{same_execution}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",

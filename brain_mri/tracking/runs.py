@@ -105,7 +105,13 @@ def _use_experiment(uri: str) -> str:
             # `dvc exp run --temp`, whose working directory is deleted afterwards
             local = uri.startswith("sqlite:")
             location = (repo_root() / "mlartifacts").as_uri() if local else None
-            return mlflow.create_experiment(EXPERIMENT, artifact_location=location, tags=dict([TRAINING_VIEW]))
+            try:
+                return mlflow.create_experiment(EXPERIMENT, artifact_location=location, tags=dict([TRAINING_VIEW]))
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                # another stage (a second experiment started at once) created it first
+                experiment = mlflow.get_experiment_by_name(EXPERIMENT)
         if TRAINING_VIEW[0] not in experiment.tags:  # made before the view was chosen
             mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *TRAINING_VIEW)
     except MlflowException as error:
