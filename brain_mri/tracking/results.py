@@ -5,27 +5,20 @@ and evaluate looks up within its own pipeline execution; so a param of the train
 test score sit on one run.
 """
 
-import hashlib
 import time
 from pathlib import Path
 
 import mlflow
 from mlflow.entities import Metric
 
+from brain_mri.data.sources import sha256_of
+
 MODEL_FILE_TAG = "model_file_sha256"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tag_model_file(path: Path) -> None:
     """Tag the active (training) run with the SHA-256 of the model file it wrote."""
-    mlflow.set_tag(MODEL_FILE_TAG, file_sha256(path))
+    mlflow.set_tag(MODEL_FILE_TAG, sha256_of(path))
 
 
 def training_run_of(path: Path, experiment_id: str, parent: str | None) -> str | None:
@@ -37,7 +30,7 @@ def training_run_of(path: Path, experiment_id: str, parent: str | None) -> str |
     same_execution = f" AND tags.`mlflow.parentRunId` = '{parent}'" if parent else ""
     found = mlflow.search_runs(
         [experiment_id],
-        filter_string=f"tags.{MODEL_FILE_TAG} = '{file_sha256(path)}'{same_execution}",
+        filter_string=f"tags.{MODEL_FILE_TAG} = '{sha256_of(path)}'{same_execution}",
         order_by=["attributes.start_time DESC"],
         max_results=1,
         output_format="list",
