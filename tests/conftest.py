@@ -10,15 +10,16 @@ import pytest
 from tests.helpers import FAKE_SECRETS, built_once, dvc, project_copy, run_stage_ok, stage_env, write_params
 
 # The order the test modules are handed to the xdist workers (--dist loadfile: a module at a time;
-# a worker gets the next module when two of its tests are left): the end-to-end module first, its
-# first test builds the reproduced project that the experiments start from; the long modules
-# next, longest first, so that neither worker is left with a long one at the end.
+# a worker gets the next module when two of its tests are left). The end-to-end module first: its
+# first test builds the reproduced project that the experiments start from. Then the long modules,
+# in the order that, given their measured times (docs/benchmarks.md), leaves two workers finishing
+# together: the experiments come after the reproduced project is built; the short modules fill the end.
 FIRST = [
     "tests/test_pipeline_end_to_end.py",
-    "tests/test_training.py",
-    "tests/test_experiments.py",
     "tests/test_mlflow_server.py",
     "tests/test_real_data.py",
+    "tests/test_experiments.py",
+    "tests/test_training.py",
     "tests/test_reliability.py",
 ]
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import requests
 
@@ -88,8 +89,12 @@ def test_an_unreachable_server_fails_the_stage_at_once_naming_it(tiny_processed,
     assert not list(work.glob(".checkpoints/*"))
 
 
-def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resumes(tiny_processed, tmp_path):
-    epochs = 5  # enough that training is still on when the server is killed after the second
+def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_and_logs_every_epoch(tiny_processed, tmp_path):
+    """One training run interrupted twice, each time mid-way: the tracking server is killed (the
+    stage fails with one line), then, with the server back, the resumed run itself is SIGKILLed
+    (no chance to close its MLflow run); the third run finishes. Both interrupted runs end KILLED,
+    and the finished run holds every epoch."""
+    epochs = 6  # the server goes after the second epoch, the resumed run after one more: epochs are left
     work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": epochs}})
     model = work / "models/classifier.keras"
     model.parent.mkdir()
@@ -100,17 +105,8 @@ def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resu
     server = start_server(store, port)
     # one quick retry instead of MLflow's default minutes of them
     env = stage_env(MLFLOW_TRACKING_URI=uri, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
-    training = subprocess.Popen(
-        stage_command("train_classifier"),
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and training.poll() is None and epochs_logged(work) < 2:
-        time.sleep(0.1)
+    training = start_training(work, env)
+    wait_for_epochs(work, training, 2)
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
     _, stderr = training.communicate(timeout=600)
@@ -119,22 +115,52 @@ def test_a_server_that_vanishes_during_training_fails_clearly_and_the_rerun_resu
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and f"MLflow tracking server {uri} stopped answering" in errors[0], stderr[-2000:]
     assert "resumes" in errors[0] and "Traceback" not in stderr
-    done_before = epochs_logged(work)
-    assert 2 <= done_before < epochs, f"the server went away in the middle of training: {stderr[-3000:]}"
+    done_before_server_went = epochs_logged(work)
+    assert 2 <= done_before_server_went < epochs - 1, f"the server went in the middle of training: {stderr[-3000:]}"
     assert model.read_bytes() == earlier_model, "an earlier model is left as it was"
 
     server = start_server(store, port)  # the same store comes back
     try:
-        resumed = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
         client = mlflow.MlflowClient(tracking_uri=uri)
+        resumed = start_training(work, env)
+        wait_for_epochs(work, resumed, done_before_server_went + 1)
+        resumed.send_signal(signal.SIGKILL)
+        stdout, _ = resumed.communicate()
+        done_before_kill = epochs_logged(work)
+        assert f"Epoch 1/{epochs}" not in stdout, "the rerun resumed instead of starting over"
+        assert done_before_server_went < done_before_kill < epochs, "the kill came in the middle of training"
+        assert model.read_bytes() == earlier_model, "a killed run leaves no model"
         experiment = client.get_experiment_by_name("brain-mri")
-        runs = {r.info.status: r for r in client.search_runs([experiment.experiment_id])}
-        losses = client.get_metric_history(runs["FINISHED"].info.run_id, "loss")
+        statuses = sorted(r.info.status for r in client.search_runs([experiment.experiment_id]))
+        assert statuses == ["KILLED", "RUNNING"], "the first run is closed; a SIGKILL leaves no chance to close one"
+
+        finished = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
+        runs = client.search_runs([experiment.experiment_id])
+        (done,) = [r for r in runs if r.info.status == "FINISHED"]
+        losses = client.get_metric_history(done.info.run_id, "loss")
     finally:
         stop(server)
-    assert f"Epoch 1/{epochs}" not in resumed.stdout, "the rerun resumed instead of starting over"
-    assert set(runs) == {"KILLED", "FINISHED"}, "the interrupted run is closed, not left RUNNING"
-    assert runs["KILLED"].data.params == runs["FINISHED"].data.params, "the earlier run and its params are kept"
-    assert "final_loss" in runs["FINISHED"].data.metrics
-    assert sorted(m.step for m in losses) == list(range(epochs)), "the resumed run shows every epoch"
+    assert f"Epoch 1/{epochs}" not in finished.stdout
+    first_epoch = next(line for line in finished.stdout.splitlines() if line.startswith("Epoch "))
+    assert first_epoch in (f"Epoch {done_before_kill}/{epochs}", f"Epoch {done_before_kill + 1}/{epochs}")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED", "KILLED"], "no run is left RUNNING"
+    assert all(r.data.params == done.data.params for r in runs), "the earlier runs and their params are kept"
+    assert "final_loss" in done.data.metrics
+    assert sorted(m.step for m in losses) == list(range(epochs)), "the finished run shows every epoch"
+    history = pd.read_csv(work / "metrics/train_classifier/history.csv")
+    assert history["epoch"].tolist() == list(range(1, epochs + 1)), "the history covers the epochs of all three runs"
     assert model.read_bytes() != earlier_model
+    assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
+
+
+def start_training(work: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        stage_command("train_classifier"), cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_epochs(work: Path, training: subprocess.Popen, epochs: int) -> None:
+    """Until train_classifier in `work` has logged `epochs` epochs (or has stopped, or 300 s)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and training.poll() is None and epochs_logged(work) < epochs:
+        time.sleep(0.1)

@@ -70,8 +70,9 @@ def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
             "classification": str(CLASSIFICATION_ARCHIVE),
             "segmentation": str(SEGMENTATION_ARCHIVE),
         },
-        "train_classifier": {"epochs": 1},
-        "train_unet": {"epochs": 1, "image_size": 32},  # that it runs through, not what it learns
+        # that it runs through, not what it learns: one epoch, in few large batches
+        "train_classifier": {"epochs": 1, "batch_size": 32},
+        "train_unet": {"epochs": 1, "image_size": 32, "batch_size": 32},
     }
     repo = project_copy(tmp_path, params)
     output = dvc(repo, "repro").stdout

@@ -1,10 +1,10 @@
-"""Training as it runs for users: on two devices or two workers, resumed after a kill, best epoch restored."""
+"""Training as it runs for users: on two devices or two workers, the best epoch restored after kills
+(a run resumed after a kill: tests/test_mlflow_server.py)."""
 
 import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -14,10 +14,8 @@ import pytest
 from tests.helpers import (
     ROOT,
     copy_work,
-    epochs_logged,
     free_port,
     run_stage,
-    run_stage_ok,
     stage_command,
     stage_env,
 )
@@ -88,43 +86,6 @@ def test_multi_worker_without_tf_config_is_refused_with_the_fix(tiny_processed, 
     assert result.returncode == 1
     assert "needs TF_CONFIG" in result.stderr and "Traceback" not in result.stderr
     assert not (work / "models").exists()
-
-
-def test_a_killed_training_run_resumes_from_its_last_epoch(tiny_processed, tmp_path):
-    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 4}})
-    process = subprocess.Popen(
-        stage_command("train_classifier"),
-        cwd=work,
-        env=stage_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and epochs_logged(work) < 2:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before_kill = epochs_logged(work)
-    assert 2 <= done_before_kill < 4, "the kill came in the middle of training"
-    assert not (work / "models/classifier.keras").exists(), "a killed run leaves no model"
-
-    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-    (killed,) = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
-    assert killed.info.status == "RUNNING", "a SIGKILL leaves no chance to close the run"
-
-    resumed = run_stage_ok(work, "train_classifier")
-    assert mlflow.get_run(killed.info.run_id).info.status == "KILLED", "the next run marks it KILLED"
-    (finished,) = mlflow.search_runs(
-        experiment_names=["brain-mri"], filter_string="attributes.status = 'FINISHED'", output_format="list"
-    )
-    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(finished.info.run_id, "loss")]
-    assert sorted(steps) == list(range(4)), "the resumed run shows the epochs of both runs"
-    assert "Epoch 1/4" not in resumed.stdout
-    assert f"Epoch {done_before_kill + 1}/4" in resumed.stdout or f"Epoch {done_before_kill}/4" in resumed.stdout
-    history = pd.read_csv(work / "metrics/train_classifier/history.csv")
-    assert history["epoch"].tolist() == [1, 2, 3, 4], "the history covers the epochs of both runs"
-    assert (work / "models/classifier.keras").is_file()
-    assert not list(work.glob(".checkpoints/train_classifier-*")), "the resumable state is removed when done"
 
 
 def restored_epoch(backup: Path, monitor_from_epoch: int, kill_at_epochs: tuple[int, ...]) -> int:
