@@ -12,16 +12,15 @@ from brain_mri.common.params import merge_params as merge
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 
+# the real archives: the 253-image set, and both LGG archives as one dataset of 59 patients
 REAL_DATA = {
     "download": {
         "source": "local",
         "classification": str(SHARED / "brain-mri-images-for-brain-tumor-detection.zip"),
-        "segmentation": str(SHARED / "lgg-mri-segmentation-sample.zip"),
-    },
-    "crop_split": {
-        "image_size": 128,
-        "classification_split": {"train": 0.6, "val": 0.2, "test": 0.2},
-        "segmentation_split": {"train": 0.625, "val": 0.125, "test": 0.25},
+        "segmentation": [
+            str(SHARED / "lgg-mri-segmentation-sample.zip"),
+            str(SHARED / "lgg-mri-segmentation-more.zip"),
+        ],
     },
 }
 
@@ -32,7 +31,7 @@ def run_stage(work: Path, name: str) -> None:
 
 
 def prepare_real_data(work: Path, changes: dict) -> None:
-    """params.yaml (the project's, with REAL_DATA and `changes` on top), then download and crop_split."""
+    """params.yaml (the project's, with REAL_DATA and `changes` on top, e.g. a recipe), then download and crop_split."""
     params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), REAL_DATA), changes)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage(work, "download")

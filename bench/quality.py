@@ -1,17 +1,18 @@
 """Model quality on the real data in ../shared/datasets, trained from scratch on this machine.
 
-    .venv/bin/python bench/quality.py unet        # 18 patients train (15 + 3 val), 6 test, 128x128
+    .venv/bin/python bench/quality.py unet        # the 59 LGG patients: 35 train, 12 val, 12 test, 128x128
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
-    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation, 80 to 100 min
+    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation (24 patients: 80 to 100 min)
     .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
     .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
     .venv/bin/python bench/quality.py classifier --seeds 42 7 3  # an ensemble: one model per seed, mean probability
     .venv/bin/python bench/quality.py classifier --folds 5 --train-fraction 0.5 -S train_classifier.epochs=60
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
-with the params below, then scores the test split the way the evaluate stage does, and
-prints the figures with the test size and the training time. `-S section.key=value` changes
-one of those params (as `dvc exp run -S` does), to try a recipe on the same data and split.
+with a recipe's params (recipes/real-cpu.yaml, the one README's command runs), then scores the
+test split the way the evaluate stage does, and prints the figures with the test size and the
+training time. `-S section.key=value` changes one of those params (as `dvc exp run -S` does),
+to try a change of the recipe on the same data and split.
 
 With --folds K the U-Net is trained K times: the patients are dealt into K groups, each group
 is the test split once, and 3 patients of the next group are the validation split. Every
@@ -33,6 +34,7 @@ number of training images. Raise the epochs by 1/F to keep the number of trainin
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -40,47 +42,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from common import merge, prepare_real_data, run_stage
+from common import ROOT, merge, prepare_real_data, run_stage
 
+from brain_mri.common.recipes import load_recipe
 from brain_mri.data.processed import NpyRows
 
-TRAINING = {
-    "unet": {
-        "train_unet": {
-            "epochs": 24,
-            "batch_size": 8,
-            "image_size": 128,
-            "learning_rate": 0.001,
-            "lr_reference_batch": 8,
-            "lr_schedule": "cosine",
-            "backbone": "resnet18",
-            "loss": "bce_jaccard",
-            "restore_best": True,
-            "missing_sequence_p": 0.3,
-        }
-    },
-    "classifier": {
-        "train_classifier": {
-            "epochs": 30,
-            "batch_size": 16,
-            "image_size": 128,
-            "learning_rate": 0.001,
-            "lr_reference_batch": 16,
-            "lr_schedule": "cosine",
-            "batch_norm": True,
-            "dropout": 0.3,
-            "restore_best": True,
-            "monitor_from_epoch": 15,
-        }
-    },
-}
+RECIPE = "real-cpu"  # recipes/real-cpu.yaml: what README's real-data figures are trained with
+MODELS = ("classifier", "unet")
 
 
 def training_minutes(work: Path, model: str) -> float:
-    """Runs the model's training stage; the minutes it took."""
+    """Runs the model's training stage; the minutes it took. Prints its rate and the peak memory."""
     start = time.perf_counter()
     run_stage(work, f"train_{model}")
-    return round((time.perf_counter() - start) / 60, 1)
+    seconds = time.perf_counter() - start
+    params = yaml.safe_load((work / "params.yaml").read_text())[f"train_{model}"]
+    kind = "segmentation" if model == "unet" else "classification"
+    manifest = pd.read_csv(work / f"data/processed/{kind}/manifest.csv")
+    images = int((manifest["split"] == "train").sum()) * params["epochs"]
+    # the largest child so far: the training stage holds the data and the model
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"train_{model}: {images / seconds:.1f} training images/s over the whole stage; peak memory {peak:.0f} MB")
+    return round(seconds / 60, 1)
 
 
 def train_classifiers(work: Path, seeds: list[int]) -> tuple[list[Path], float]:
@@ -273,7 +256,8 @@ def param_change(text: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=sorted(TRAINING), nargs="?", default="unet")
+    parser.add_argument("model", choices=MODELS, nargs="?", default="unet")
+    parser.add_argument("--recipe", default=RECIPE, help=f"a recipe in recipes/ (default {RECIPE})")
     parser.add_argument("-S", "--set", type=param_change, action="append", default=[], help="section.key=value")
     parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
@@ -289,7 +273,7 @@ def main() -> None:
         parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
     if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model != "classifier"):
         parser.error("--train-fraction is for the classifier, and a fraction above 0 and at most 1")
-    params = TRAINING[args.model]
+    params = load_recipe(args.recipe, ROOT)
     for change in args.set:
         params = merge(params, change)
     with tempfile.TemporaryDirectory() as folder:

@@ -16,6 +16,7 @@ from brain_mri.common.params import load_params
 from brain_mri.data.figures import crop_examples_figure
 from brain_mri.data.layouts import find_kaggle_3m, list_classification_images, list_segmentation_slices
 from brain_mri.data.preprocessing import crop_classification, pack_segmentation
+from brain_mri.data.processed import SOURCE, read_source
 from brain_mri.data.reports import data_report
 from brain_mri.data.splits import patient_wise_split, stratified_split
 
@@ -46,6 +47,9 @@ def main() -> None:
         fractions = config.segmentation_split
         segmentation["split"] = patient_wise_split(segmentation, (fractions.train, fractions.val, fractions.test), seed)
         write_csv(out / "segmentation" / "manifest.csv", segmentation)
+        raw = read_source(RAW)
+        for kind in ("classification", "segmentation"):
+            write_json(out / kind / SOURCE, {"source": raw["source"], "locations": raw.get(kind, [])})
 
         rejected = pd.concat(
             [

@@ -2,9 +2,10 @@
 
 data/raw/classification/{yes,no}/*        (Brain MRI Images for Brain Tumor Detection)
 data/raw/segmentation/kaggle_3m/<patient>/ (LGG segmentation, with data.csv)
+
+Each dataset may come from several sources (a list in params); they are merged into one.
 """
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,8 +13,9 @@ from brain_mri.common.errors import run_stage
 from brain_mri.common.outputs import atomic_dir, write_json
 from brain_mri.common.params import load_params
 from brain_mri.data.inventory import folder_inventory
-from brain_mri.data.layouts import find_classification_folders, find_kaggle_3m
-from brain_mri.data.sources import copy_files, fetch
+from brain_mri.data.merge import merge_classification, merge_segmentation
+from brain_mri.data.processed import SOURCE
+from brain_mri.data.sources import fetch_each
 from brain_mri.data.synthetic import write_classification_dataset, write_segmentation_dataset
 
 RAW = Path("data/raw")
@@ -24,6 +26,7 @@ def main() -> None:
     params = load_params()
     download = params.download
     with atomic_dir(RAW) as raw:
+        sources: dict[str, list[dict]] = {"classification": [], "segmentation": []}
         if download.source == "synthetic":
             size = download.synthetic
             write_classification_dataset(raw / "classification", size.classification_images, params.base.seed)
@@ -34,28 +37,20 @@ def main() -> None:
                 params.base.seed,
             )
         else:
-            scratch_root = Path("data")
-            with tempfile.TemporaryDirectory(prefix=".download-", dir=scratch_root) as scratch:
-                root = fetch(
-                    download,
-                    download.classification,
-                    download.sha256.classification,
-                    Path(scratch) / "c",
-                )
-                for label, folders in find_classification_folders(root).items():
-                    copy_files(
-                        [f for folder in folders for f in sorted(folder.iterdir()) if f.is_file()],
-                        raw / "classification" / label,
-                    )
-                root = fetch(
-                    download,
-                    download.segmentation,
-                    download.sha256.segmentation,
-                    Path(scratch) / "s",
-                )
-                shutil.copytree(find_kaggle_3m(root), raw / "segmentation" / "kaggle_3m")
-        inventory = {name: folder_inventory(raw / name) for name in ("classification", "segmentation")}
+            with tempfile.TemporaryDirectory(prefix=".download-", dir="data") as scratch:
+                sources = {
+                    "classification": merge_classification(
+                        fetch_each(download, "classification", Path(scratch)), raw / "classification"
+                    ),
+                    "segmentation": merge_segmentation(
+                        fetch_each(download, "segmentation", Path(scratch)), raw / "segmentation" / "kaggle_3m"
+                    ),
+                }
+        inventory = {name: {**folder_inventory(raw / name), "sources": sources[name]} for name in sources}
         write_json(METRICS, {"source": download.source, **inventory})
+        # where each dataset came from, carried through crop_split into the models
+        locations = {name: [source["location"] for source in sources[name]] for name in sources}
+        write_json(raw / SOURCE, {"source": download.source, **locations})
     print(f"download: {download.source} -> {RAW} {inventory}")
 
 

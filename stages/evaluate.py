@@ -17,7 +17,7 @@ from brain_mri.data.processed import read_classification, read_segmentation
 from brain_mri.evaluation.figures import dice_per_patient, prediction_grid
 from brain_mri.evaluation.predictions import score_classifier, score_segmentation
 from brain_mri.evaluation.scores import roc_points
-from brain_mri.models.saving import load_model
+from brain_mri.models.saving import load_model, read_provenance
 from brain_mri.tracking.results import log_to_run, training_run_of
 from brain_mri.tracking.runs import stage_run
 
@@ -28,6 +28,11 @@ OUT = Path("metrics/evaluate")
 
 def numbers(report: dict, prefix: str) -> dict[str, float]:
     return {f"{prefix}{key}": value for key, value in report.items() if isinstance(value, float | int)}
+
+
+def training_data(model: Path) -> dict:
+    provenance = read_provenance(model)
+    return {key: provenance.get(key, "unknown") for key in ("trained_on", "data_dvc_md5")}
 
 
 def main() -> None:
@@ -56,6 +61,10 @@ def main() -> None:
         MODELS / "classifier.keras": numbers(classifier_report, "test_"),
         MODELS / "unet.keras": numbers(segmentation_report, "test_"),
     }
+
+    # what each model was trained on, beside its scores (a model is only as real as its data)
+    classifier_report["training_data"] = training_data(MODELS / "classifier.keras")
+    segmentation_report["training_data"] = training_data(MODELS / "unet.keras")
 
     with stage_run("evaluate", config.model_dump()) as run:
         write_json(OUT / "classifier.json", classifier_report)

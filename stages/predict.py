@@ -6,7 +6,8 @@
 Each input is preprocessed as in training. The classifier gives P(tumour); as in the
 original work, only inputs classified as tumour are segmented (`--no-cascade` segments every
 input). Writes <name>_mask.png (0/255, the input's own size) and <name>_overlay.png per input,
-and predictions.csv with one row per input, also for files that could not be read.
+and predictions.csv with one row per input, also for files that could not be read, naming the
+data the models were trained on (a warning says so when it is the embedded synthetic data).
 """
 
 import argparse
@@ -35,14 +36,26 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def synthetic_warning(training_data: dict[str, str]) -> str:
+    models = " and ".join(f"{model}.keras" for model, data in training_data.items() if data == "synthetic")
+    return (
+        f"{models} trained on the embedded synthetic data, not on real scans: their answers on real scans mean "
+        "nothing; train on real data with a recipe (README: Train on the real data)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     config = load_params().evaluate
     files = expand_inputs(arguments.inputs)
     # imported only now: --help and a missing input are answered at once, without loading TensorFlow
-    from brain_mri.models.saving import load_model
+    from brain_mri.models.saving import load_model, read_provenance
 
-    models = (load_model(str(arguments.models / "classifier.keras")), load_model(str(arguments.models / "unet.keras")))
+    paths = (arguments.models / "classifier.keras", arguments.models / "unet.keras")
+    models = tuple(load_model(str(path)) for path in paths)
+    training_data = {path.stem: read_provenance(path).get("trained_on", "unknown") for path in paths}
+    if "synthetic" in training_data.values():
+        print(f"warning: {synthetic_warning(training_data)}", file=sys.stderr)
     arguments.out.mkdir(parents=True, exist_ok=True)
     rows, batch = [], []
     stems = output_stems(files)
@@ -61,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             batch = []
     order = {str(path): position for position, path in enumerate(files)}
     table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(order))
+    table["model_training_data"] = "; ".join(f"{model}: {data}" for model, data in training_data.items())
     write_csv(arguments.out / "predictions.csv", table)
     done = int((table["status"] == "ok").sum())
     print(f"predict: {done} of {len(files)} images -> {arguments.out / 'predictions.csv'}")

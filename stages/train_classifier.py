@@ -16,6 +16,7 @@ from brain_mri.data.processed import read_classification, split_rows
 from brain_mri.models.classifier import build_classifier
 from brain_mri.models.saving import save_model
 from brain_mri.tracking.models import log_keras_model, log_training
+from brain_mri.tracking.provenance import log_provenance, training_provenance
 from brain_mri.tracking.results import tag_model_file
 from brain_mri.tracking.runs import stage_run
 from brain_mri.training.devices import choose_strategy, device_report, use_precision_and_xla
@@ -59,8 +60,10 @@ def main() -> None:
     with stage_run("train_classifier", config.model_dump(), system_metrics=True) as run:
         history = fit(model, train, val, config, backup, tracked=run is not None)
         if run is not None:  # the chief of a multi-worker cluster, or the only process
-            save_model(model, MODEL)
+            provenance = training_provenance(DATA, data.manifest, config.model_dump())
+            save_model(model, MODEL, provenance)
             tag_model_file(MODEL)
+            log_provenance(provenance, data.manifest, "classification (train split)")
             write_csv(HISTORY, history)
             log_training(history, training_curves(history, "accuracy"), device_report(strategy, policy, xla))
             log_keras_model(model, "classifier", val, "brain-mri-classifier" if config.register_model else None)

@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 CLASSIFICATION_ARCHIVE = SHARED / "brain-mri-images-for-brain-tumor-detection.zip"
 SEGMENTATION_ARCHIVE = SHARED / "lgg-mri-segmentation-sample.zip"
+MORE_PATIENTS_ARCHIVE = SHARED / "lgg-mri-segmentation-more.zip"  # 35 patients, none of them in the sample
 
 needs_real_data = pytest.mark.skipif(
-    not (CLASSIFICATION_ARCHIVE.is_file() and SEGMENTATION_ARCHIVE.is_file()),
+    not all(a.is_file() for a in (CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, MORE_PATIENTS_ARCHIVE)),
     reason=f"the real archives are not in {SHARED} (../shared/datasets beside the project root)",
 )
 

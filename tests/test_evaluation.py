@@ -97,3 +97,14 @@ def test_one_wild_epoch_does_not_flatten_the_loss_curve():
     # on a log axis 0.3 and 0.5 stay a visible part of the height; on a linear one they are 0.4% of it
     assert (np.log(0.5) - np.log(0.3)) / (np.log(high) - np.log(low)) > 0.05
     plt.close(figure)
+
+
+def test_slice_detection_sensitivity_and_specificity_count_slices_with_any_predicted_pixel():
+    truth = np.zeros((5, 2, 2), bool)
+    truth[:2, 0, 0] = True  # two tumour slices, three healthy
+    predicted = np.zeros((5, 2, 2), bool)
+    predicted[0, 1, 1] = True  # found, though in the wrong pixel
+    predicted[4, 0, 0] = True  # a false positive
+    summary = per_slice_summary(predicted, truth)
+    assert summary["detection_sensitivity"] == 0.5
+    assert summary["detection_specificity"] == pytest.approx(2 / 3)

@@ -28,11 +28,15 @@ def test_the_committed_params_are_valid():
         ("train_unet", "learning_rate", "1e-3", "train_unet.learning_rate"),
         ("train_unet", "epochs", 1.5, "train_unet.epochs"),
         ("train_unet", "monitor_from_epoch", 8, "must be below epochs"),
+        ("download", "segmentation", [], "download.segmentation"),
+        ("download", "segmentation", ["a.zip", 3], r"download\.segmentation\.1: Input should be a valid string"),
+        ("download", "segmentation", ["a.zip", "b.zip"], "sha256.segmentation has 1 checksum"),
     ],
 )
 def test_a_wrong_value_names_the_key(section, key, value, message):
     raw = default_params()
     raw[section][key] = value
+    raw["download"]["sha256"]["segmentation"] = "0" * 64  # one checksum: for one location only
     with pytest.raises(PipelineError, match=message):
         parse_params(raw)
 
@@ -67,3 +71,12 @@ def test_a_stage_with_bad_params_exits_with_one_line_and_writes_nothing(tmp_path
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "download.source" in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_several_locations_pair_with_their_checksums_in_order():
+    raw = default_params()
+    raw["download"]["segmentation"] = ["sample.zip", "more.zip"]
+    assert parse_params(raw).download.locations("segmentation") == [("sample.zip", None), ("more.zip", None)]
+    raw["download"]["sha256"]["segmentation"] = [None, "ab" * 32]
+    assert parse_params(raw).download.locations("segmentation") == [("sample.zip", None), ("more.zip", "ab" * 32)]
+    assert parse_params(raw).download.locations("classification") == [(raw["download"]["classification"], None)]

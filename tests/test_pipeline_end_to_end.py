@@ -16,6 +16,7 @@ import yaml
 from dvc_render.html import PAGE_HTML
 from PIL import Image
 
+from brain_mri.models.saving import read_provenance
 from tests.helpers import (
     CLASSIFICATION_ARCHIVE,
     FAKE_SECRETS,
@@ -130,7 +131,7 @@ def test_outputs_have_the_modes_of_a_plain_create(reproduced, predicted):
     """Readable by the group and others as the umask allows (0644 under the usual 022), not 0600."""
     umask = os.umask(0)
     os.umask(umask)
-    out, _, _ = predicted
+    out, *_ = predicted
     files = [*(reproduced / "metrics").rglob("*.*"), *(reproduced / "models").glob("*"), *out.rglob("*.*")]
     files += list((reproduced / "data/processed").rglob("*.*"))
     assert len(files) > 20
@@ -164,10 +165,10 @@ def real_images(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def predicted(reproduced, tmp_path_factory) -> tuple[Path, pd.DataFrame, list[Path]]:
+def predicted(reproduced, tmp_path_factory) -> tuple[Path, pd.DataFrame, list[Path], str]:
     """One predict run (the cascade, as by default) on made-up images, a broken file, a text
     file, a raw slice and, where the archives are, real images: (out folder, predictions.csv,
-    the real images)."""
+    the real images, what it wrote to stderr)."""
     folder = tmp_path_factory.mktemp("predict")
     inputs = folder / "inputs"
     inputs.mkdir()
@@ -182,11 +183,11 @@ def predicted(reproduced, tmp_path_factory) -> tuple[Path, pd.DataFrame, list[Pa
     extra = [str(folder / "real")] if real else []
     result = predict(reproduced, str(inputs), str(slice_path), *extra, "--out", str(folder / "out"))
     assert result.returncode == 0, result.stderr[-2000:]
-    return folder / "out", pd.read_csv(folder / "out/predictions.csv"), real
+    return folder / "out", pd.read_csv(folder / "out/predictions.csv"), real, result.stderr
 
 
 def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(predicted):
-    out, table, real = predicted
+    out, table, real, _ = predicted
     table = table[~table["input"].isin(map(str, real))]
     assert len(table) == 4, "three images and the broken file; the .txt is not an image"
     broken = table[table["input"].str.endswith("broken.jpg")].iloc[0]
@@ -198,6 +199,46 @@ def test_predict_writes_a_mask_and_overlay_of_each_inputs_own_size(predicted):
         assert set(np.unique(mask)) <= {0, 255}
         assert (out / row.overlay).is_file()
         assert 0.0 <= row.tumour_probability <= 1.0
+
+
+def test_predict_with_models_trained_on_synthetic_data_warns_once_and_names_the_data(predicted):
+    _, table, _, stderr = predicted
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "synthetic data" in warnings[0] and "recipe" in warnings[0], warnings
+    assert set(table["model_training_data"]) == {"classifier: synthetic; unet: synthetic"}
+
+
+def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evaluate_do(reproduced):
+    lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
+    params = yaml.safe_load((reproduced / "params.yaml").read_text())
+    commit = git(reproduced, "rev-parse", "HEAD").strip()
+    mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
+    by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
+    for stage, model, kind, report in (
+        ("train_classifier", "classifier", "classification", "classifier.json"),
+        ("train_unet", "unet", "segmentation", "segmentation.json"),
+    ):
+        provenance = read_provenance(reproduced / f"models/{model}.keras")
+        (data,) = [dep for dep in lock["stages"][stage]["deps"] if dep["path"] == f"data/processed/{kind}"]
+        assert provenance["data_dvc_md5"] == data["md5"], "the hash DVC gives the training data"
+        assert provenance["trained_on"] == provenance["data_source"] == "synthetic"
+        assert provenance["params"] == params[stage] and provenance["git_commit"] == commit
+        manifest = pd.read_csv(reproduced / f"data/processed/{kind}/manifest.csv")
+        train = manifest[manifest["split"] == "train"]
+        expected = (
+            {"train_patients": train["patient"].nunique(), "train_slices": len(train)}
+            if kind == "segmentation"
+            else {"train_images": len(train)}
+        )
+        assert {key: provenance[key] for key in expected} == expected
+        run = by_stage[stage]
+        assert run.data.tags["training_data"] == "synthetic" and run.data.tags["training_data_dvc_md5"] == data["md5"]
+        (logged,) = run.inputs.dataset_inputs
+        assert logged.dataset.digest == data["md5"][:8] and json.loads(logged.dataset.profile)["num_rows"] == len(train)
+        assert {tag.key: tag.value for tag in logged.tags}["mlflow.data.context"] == "training"
+        scores = json.loads((reproduced / "metrics/evaluate" / report).read_text())
+        assert scores["training_data"] == {"trained_on": "synthetic", "data_dvc_md5": data["md5"]}
 
 
 def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
@@ -231,7 +272,7 @@ def test_predict_answers_help_and_a_missing_input_without_loading_tensorflow(rep
 
 @needs_real_data
 def test_predict_on_the_real_images(predicted):
-    out, table, real = predicted
+    out, table, real, _ = predicted
     table = table[table["input"].isin(map(str, real))]
     assert len(table) == len(real) and (table["status"] == "ok").all()
     for row in table.itertuples():

@@ -12,10 +12,27 @@ from brain_mri.data.images import crop_to_brain, decode_image
 from brain_mri.data.layouts import find_kaggle_3m, list_classification_images, list_segmentation_slices
 from brain_mri.data.sources import safe_extract
 from brain_mri.data.splits import patient_wise_split
-from tests.helpers import CLASSIFICATION_ARCHIVE, SEGMENTATION_ARCHIVE, dvc, needs_real_data, project_copy, stages_run
+from tests.helpers import (
+    CLASSIFICATION_ARCHIVE,
+    MORE_PATIENTS_ARCHIVE,
+    SEGMENTATION_ARCHIVE,
+    dvc,
+    needs_real_data,
+    project_copy,
+    run_stage,
+    run_stage_ok,
+    stages_run,
+    write_params,
+)
 
 pytestmark = needs_real_data
 LIMITS = {"max_files": 10_000, "max_bytes": 2 * 10**9}
+# both real LGG archives as one dataset: 24 + 35 patients
+BOTH_LGG_ARCHIVES = {
+    "source": "local",
+    "classification": str(CLASSIFICATION_ARCHIVE),
+    "segmentation": [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE)],
+}
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +79,35 @@ def test_every_real_classification_image_decodes_and_crops(tmp_path):
         assert cropped.ndim == 3 and min(cropped.shape[:2]) >= 32, path
 
 
+def test_download_merges_both_lgg_archives_and_refuses_a_patient_twice_keeping_the_data(tmp_path):
+    write_params(tmp_path, {"download": BOTH_LGG_ARCHIVES})
+    run_stage_ok(tmp_path, "download")
+    kaggle_3m = tmp_path / "data/raw/segmentation/kaggle_3m"
+    slices, rejected = list_segmentation_slices(kaggle_3m)
+    assert slices["patient"].nunique() == 59 and len(slices) == 2105 and rejected.empty
+    data = pd.read_csv(kaggle_3m / "data.csv")
+    assert len(data) == 59 and set(data["Patient"]) == set(slices["patient"]), "both archives' rows, once"
+    inventory = json.loads((tmp_path / "metrics/download/raw_inventory.json").read_text())
+    assert inventory["segmentation"]["sources"] == [
+        {"location": str(SEGMENTATION_ARCHIVE), "patients": 24, "slices": 834},
+        {"location": str(MORE_PATIENTS_ARCHIVE), "patients": 35, "slices": 1271},
+    ]
+    assert inventory["classification"]["sources"] == [{"location": str(CLASSIFICATION_ARCHIVE), "images": 253}]
+
+    twice = [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE), str(SEGMENTATION_ARCHIVE)]
+    write_params(tmp_path, {"download": {**BOTH_LGG_ARCHIVES, "segmentation": twice}})
+    refused = run_stage(tmp_path, "download")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "is in two segmentation sources" in last and last.count(str(SEGMENTATION_ARCHIVE)) == 2, last
+    assert len(list_segmentation_slices(kaggle_3m)[0]) == 2105, "the earlier raw data is left as it was"
+    assert not list((tmp_path / "data").glob(".download-*")), "no scratch folder is left"
+
+
 @pytest.mark.slow
 def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
     params = {
-        "download": {
-            "source": "local",
-            "classification": str(CLASSIFICATION_ARCHIVE),
-            "segmentation": str(SEGMENTATION_ARCHIVE),
-        },
+        "download": BOTH_LGG_ARCHIVES,
         # that it runs through, not what it learns: one epoch, in few large batches
         "train_classifier": {"epochs": 1, "batch_size": 32},
         "train_unet": {"epochs": 1, "image_size": 32, "batch_size": 32},
@@ -80,11 +118,19 @@ def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
     report = json.loads((repo / "metrics/crop_split/data_report.json").read_text())
     patients = sum(report["segmentation"][split]["patients"] for split in ("train", "val", "test"))
     images = sum(report["classification"][split]["images"] for split in ("train", "val", "test"))
-    assert patients == 24
+    assert patients == 59
     assert images + report["rejected_files"] == 253, "every real image is used or listed as rejected"
     inventory = json.loads((repo / "metrics/download/raw_inventory.json").read_text())
     assert (
-        inventory["classification"]["files"] == 253 and inventory["segmentation"]["files"] == 834 * 2 + 2
-    )  # slices, masks, data.csv, README.md
+        inventory["classification"]["files"] == 253 and inventory["segmentation"]["files"] == 2105 * 2 + 2
+    )  # slices, masks, the merged data.csv, README.md
     segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
     assert segmentation["test_patients"] == report["segmentation"]["test"]["patients"]
+    # models trained on the real data: predict names it in its table, and does not warn
+    scan = next((repo / "data/raw/segmentation/kaggle_3m").glob("*/*_12.tif"))
+    predicted = run_stage(repo, "predict", str(scan), "--out", str(tmp_path / "predicted"))
+    assert predicted.returncode == 0 and "warning:" not in predicted.stderr, predicted.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "predicted/predictions.csv")
+    lgg = f"local: {SEGMENTATION_ARCHIVE.name}, {MORE_PATIENTS_ARCHIVE.name}"
+    assert table["model_training_data"].tolist() == [f"classifier: local: {CLASSIFICATION_ARCHIVE.name}; unet: {lgg}"]
+    assert segmentation["training_data"]["trained_on"] == lgg

@@ -15,7 +15,7 @@ import pytest
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.data.layouts import find_classification_folders, find_kaggle_3m
-from brain_mri.data.sources import download_kaggle, download_url, safe_extract
+from brain_mri.data.sources import download_kaggle, download_url, safe_extract, shown_location
 
 LIMITS = {"max_files": 1000, "max_bytes": 10**8}
 
@@ -204,3 +204,9 @@ def test_a_malformed_kaggle_slug_is_refused(tmp_path):
 
 
 assert sys.version_info >= (3, 11), "tarfile's data filter needs Python 3.11.4+"
+
+
+def test_a_url_is_shown_without_its_credentials_query_or_fragment():
+    url = "https://alice:S3cretPass@data.example.org:8443/lgg/kaggle_3m.zip?token=abc123#part"
+    assert shown_location(url) == "https://data.example.org:8443/lgg/kaggle_3m.zip"
+    assert shown_location("../shared/datasets/lgg-mri-segmentation-sample.zip").endswith("sample.zip")

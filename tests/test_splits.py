@@ -71,3 +71,14 @@ def test_each_split_has_patients_with_tumour():
 def test_every_item_gets_exactly_one_split(n):
     splits = stratified_split([0] * n, (0.7, 0.15, 0.15), seed=0)
     assert len(splits) == n and set(splits) <= {"train", "val", "test"}
+
+
+def test_patients_are_spread_over_the_tcga_sites_in_every_split():
+    sizes = {"CS": 9, "DU": 24, "FG": 8, "HT": 18}  # the 59 real patients in ../shared, by site
+    patients = {f"TCGA_{site}_{i:04d}": [0, 10] for site, n in sizes.items() for i in range(n)}
+    slices = slices_of(patients)
+    split = patient_wise_split(slices, (0.6, 0.2, 0.2), seed=3).groupby(slices["patient"]).first()
+    counts = pd.crosstab(split.index.str.split("_").str[1], split)
+    assert counts.sum().to_dict() == {"test": 12, "train": 35, "val": 12}
+    assert (counts[["val", "test"]] >= 1).all().all(), counts
+    assert (abs(counts["test"] - pd.Series(sizes) * 0.2) < 1).all(), "each site's share, to within one patient"

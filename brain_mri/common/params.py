@@ -22,6 +22,9 @@ SEGMENTATION_BACKBONES = (
 )
 
 
+UNION_BRANCHES = {"str", "list[str]", "list[nullable[str]]"}
+
+
 class Section(BaseModel):
     # strict: a string "10" for an int is a mistake in the file, not something to coerce
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -38,8 +41,9 @@ class SyntheticSize(Section):
 
 
 class Checksums(Section):
-    classification: str | None
-    segmentation: str | None
+    # one checksum (or null) per location: a list beside a list of locations
+    classification: str | list[str | None] | None
+    segmentation: str | list[str | None] | None
 
 
 class ExtractLimits(Section):
@@ -49,11 +53,33 @@ class ExtractLimits(Section):
 
 class Download(Section):
     source: Literal["synthetic", "local", "url", "kaggle"]
-    classification: str
-    segmentation: str
+    # one location or several, whose images (patients) together make the dataset
+    classification: str | list[str] = Field(min_length=1)
+    segmentation: str | list[str] = Field(min_length=1)
     sha256: Checksums
     limits: ExtractLimits
     synthetic: SyntheticSize
+
+    @model_validator(mode="after")
+    def _one_checksum_per_location(self) -> "Download":
+        for dataset in ("classification", "segmentation"):
+            locations, checksums = getattr(self, dataset), getattr(self.sha256, dataset)
+            count = len(locations) if isinstance(locations, list) else 1
+            given = len(checksums) if isinstance(checksums, list) else 1
+            if checksums is not None and given != count:
+                raise ValueError(
+                    f"sha256.{dataset} has {given} checksum(s) for {count} {dataset} location(s): give a list with "
+                    "one entry (null where there is none) for each location"
+                )
+        return self
+
+    def locations(self, dataset: Literal["classification", "segmentation"]) -> list[tuple[str, str | None]]:
+        """(location, its SHA-256 or None) for each source of the dataset, in the order given."""
+        locations, checksums = getattr(self, dataset), getattr(self.sha256, dataset)
+        locations = [locations] if isinstance(locations, str) else locations
+        if not isinstance(checksums, list):  # None for each, or the one checksum of the one location
+            checksums = [checksums] * len(locations)
+        return list(zip(locations, checksums, strict=True))
 
 
 class SplitFractions(Section):
@@ -155,7 +181,14 @@ class Params(Section):
 
 def _one_line(error: ValidationError, path: Path) -> str:
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["loc"] and first["loc"][-1] in UNION_BRANCHES:  # of a union's failures, the one that goes deepest
+        first = max(
+            (e for e in error.errors() if e["loc"][: len(first["loc"]) - 1] == first["loc"][:-1]),
+            key=lambda e: len(e["loc"]),
+        )
+    # a union's branch shows in the location as its type ("str", "list[str]"): not a key
+    keys = [str(part) for part in first["loc"] if not (isinstance(part, str) and part in UNION_BRANCHES)]
+    key = ".".join(keys) or "(top level)"
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key; remove it or fix its spelling"

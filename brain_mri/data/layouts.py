@@ -18,7 +18,7 @@ LABELS = {"yes": 1, "no": 0}
 SLICE_NAME = re.compile(r"^(?P<folder>.+)_(?P<slice>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
+def is_hidden(path: Path, root: Path) -> bool:
     # macOS archives carry __MACOSX/ and ._name resource forks next to the real files
     return any(part.startswith((".", "__MACOSX")) for part in path.relative_to(root).parts)
 
@@ -26,7 +26,7 @@ def _is_hidden(path: Path, root: Path) -> bool:
 def find_classification_folders(root: Path) -> dict[str, list[Path]]:
     """Every `yes`/`no` folder below root that holds files, by label."""
     found: dict[str, list[Path]] = {"yes": [], "no": []}
-    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and not _is_hidden(p, root)):
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir() and not is_hidden(p, root)):
         label = folder.name.lower()
         if label in found and any(child.is_file() for child in folder.iterdir()):
             found[label].append(folder)
@@ -54,7 +54,7 @@ def find_kaggle_3m(root: Path) -> Path:
     """The folder whose subfolders are patients with `<patient>_<k>.tif` slices."""
     candidates = [
         root,
-        *sorted(p for p in root.rglob("*") if p.is_dir() and not _is_hidden(p, root)),
+        *sorted(p for p in root.rglob("*") if p.is_dir() and not is_hidden(p, root)),
     ]
     for folder in candidates:
         for patient in sorted(p for p in folder.iterdir() if p.is_dir()):

@@ -6,8 +6,10 @@ data/processed/segmentation/slices.npy       (M, 256, 256, 3) uint8, channels as
 data/processed/segmentation/masks.npy        (M, 256, 256) uint8 0/255
 data/processed/segmentation/manifest.csv     row, patient, slice, image_path, mask_path, tumour_pixels, split
 data/processed/rejected.csv                  every file left out, with the reason
+data/processed/<kind>/source.json            where the data came from: download.source and the locations
 """
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,15 @@ import pandas as pd
 SLICE_SIZE = 256
 PRE_CONTRAST, FLAIR, POST_CONTRAST = 0, 1, 2
 SPLITS = ("train", "val", "test")
+# where a dataset came from, as download names it: {"source": "local", "locations": ["a.zip", ...]}
+SOURCE = "source.json"
+UNKNOWN_SOURCE = {"source": "unknown", "locations": []}
+
+
+def read_source(folder: Path) -> dict:
+    """Where the data in folder came from (download's or crop_split's source.json)."""
+    path = folder / SOURCE
+    return json.loads(path.read_text()) if path.is_file() else UNKNOWN_SOURCE
 
 
 def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:

@@ -8,7 +8,10 @@ import os
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
 
@@ -44,6 +47,26 @@ def fetch(params: Download, location: str, checksum: str | None, scratch: Path) 
     extracted = scratch / "extracted"
     safe_extract(archive, extracted, params.limits.max_files, params.limits.max_bytes)
     return extracted
+
+
+def fetch_each(
+    params: Download, dataset: Literal["classification", "segmentation"], scratch: Path
+) -> Iterator[tuple[str, Path]]:
+    """(location, local folder) for each source of the dataset, fetched one at a time; a source's
+    extracted copy in scratch is removed once the next one is asked for."""
+    for number, (location, checksum) in enumerate(params.locations(dataset)):
+        folder = scratch / f"{dataset}-{number}"
+        yield shown_location(location), fetch(params, location, checksum, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def shown_location(location: str) -> str:
+    """A location as messages and outputs may show it: a URL without user, password, query or fragment."""
+    parts = urlsplit(location)
+    if parts.scheme not in ("http", "https"):
+        return location
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def is_archive(path: Path) -> bool:
@@ -196,15 +219,3 @@ def download_kaggle(slug: str, folder: Path) -> Path:
     if not archives:
         raise PipelineError(f"Kaggle download of {slug} produced no archive; try again or use download.source: local")
     return archives[0]
-
-
-def copy_files(sources: list[Path], destination: Path) -> None:
-    destination.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        target = destination / source.name
-        if target.exists():
-            # the same name twice (an archive that carries the dataset twice): keep one if identical
-            if sha256_of(target) == sha256_of(source):
-                continue
-            target = destination / f"{source.parent.parent.name}-{source.name}"
-        shutil.copy2(source, target)

@@ -74,9 +74,13 @@ def per_slice_summary(predicted: np.ndarray, truth: np.ndarray) -> dict:
     has_tumour = truth.reshape(len(truth), -1).any(axis=1)
     predicted_area = predicted.reshape(len(predicted), -1).sum(axis=1)
     tumour_dice = [dice(p, t) for p, t in zip(predicted[has_tumour], truth[has_tumour], strict=True)]
+    found = predicted_area > 0
     return {
         "tumour_slices": int(has_tumour.sum()),
         "healthy_slices": int((~has_tumour).sum()),
+        # a slice counts as detected when any pixel is predicted tumour
+        "detection_sensitivity": float(found[has_tumour].mean()) if has_tumour.any() else float("nan"),
+        "detection_specificity": float((~found[~has_tumour]).mean()) if (~has_tumour).any() else float("nan"),
         "mean_dice_tumour_slices": float(np.mean(tumour_dice)) if tumour_dice else float("nan"),
         "healthy_slices_with_false_positive": int((predicted_area[~has_tumour] > 0).sum()),
         "mean_false_positive_pixels_healthy": float(predicted_area[~has_tumour].mean()) if (~has_tumour).any() else 0.0,

@@ -6,19 +6,21 @@ import numpy as np
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.outputs import write_png
-from brain_mri.data.layouts import IMAGE_SUFFIXES
+from brain_mri.data.layouts import IMAGE_SUFFIXES, SLICE_NAME
 from brain_mri.evaluation.figures import overlay
 from brain_mri.inference.inputs import classifier_input, mask_at_input_size, unet_input
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as the image files inside them (recursively), in order."""
+    """Files as given, folders as the image files inside them (recursively), in order; in a folder,
+    a kaggle_3m ground-truth mask (`<patient>_<k>_mask.tif`) is not a scan to predict on."""
     files = []
     for path in inputs:
         if not path.exists():
             raise PipelineError(f"{path} does not exist; pass image files or folders of images")
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files.extend(p for p in found if not ((match := SLICE_NAME.match(p.name)) and match["mask"]))
         else:
             files.append(path)
     if not files:

@@ -1,5 +1,7 @@
-"""Saving a trained model atomically and loading it safely."""
+"""Saving a trained model atomically, with its provenance inside, and loading it safely."""
 
+import json
+import zipfile
 from pathlib import Path
 
 import keras
@@ -9,6 +11,9 @@ from brain_mri.common.outputs import atomic_file
 
 # the custom layer must be registered before a U-Net that uses it is loaded
 from brain_mri.models.unet import PerSliceIntensity  # noqa: F401
+
+# an extra member of the .keras file (a zip): Keras loads the model without reading it
+PROVENANCE = "provenance.json"
 
 
 def load_model(path: str) -> keras.Model:
@@ -28,7 +33,19 @@ def for_inference(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """Write a model for inference (temporary name, then rename): a crash never leaves half a file."""
+def save_model(model: keras.Model, path: Path, provenance: dict) -> None:
+    """Write a model for inference with its provenance (what it was trained on) inside, under a
+    temporary name, then renamed: a crash never leaves half a file, or a model without provenance."""
     with atomic_file(path) as partial:
         for_inference(model).save(partial)
+        with zipfile.ZipFile(partial, "a") as bundle:
+            bundle.writestr(PROVENANCE, json.dumps(provenance, indent=2))
+
+
+def read_provenance(path: Path) -> dict:
+    """The provenance saved in a model file; {} for a model saved without one."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            return json.loads(bundle.read(PROVENANCE)) if PROVENANCE in bundle.namelist() else {}
+    except (OSError, zipfile.BadZipFile):
+        return {}
