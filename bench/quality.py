@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/quality.py unet        # the 59 LGG patients: 35 train, 12 val, 12 test, 128x128
     .venv/bin/python bench/quality.py classifier  # the 253 real images, about 46 in the test split
-    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation (24 patients: 80 to 100 min)
+    .venv/bin/python bench/quality.py unet --folds 4  # patient-wise cross-validation (59 patients: hours)
     .venv/bin/python bench/quality.py unet -S train_unet.missing_sequence_p=0  # one param changed
     .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
     .venv/bin/python bench/quality.py classifier --seeds 42 7 3  # an ensemble: one model per seed, mean probability

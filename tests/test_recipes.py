@@ -8,7 +8,7 @@ import pytest
 import yaml
 from dvc.utils.hydra import apply_overrides
 
-from brain_mri.common.params import merge_params, parse_params
+from brain_mri.common.params import load_params, merge_params, parse_params
 from brain_mri.common.recipes import RECIPES, load_recipe, set_param_flags
 from tests.helpers import ROOT, stage_env, tiny_params
 
@@ -31,13 +31,18 @@ def test_dvc_reads_a_recipes_flags_back_as_the_recipe_laid_over_params(name, tmp
     parse_params(yaml.safe_load(path.read_text()))  # and the result is valid params
 
 
-def test_awkward_values_survive_dvcs_parser(tmp_path):
+def test_awkward_values_survive_dvcs_parser_and_load_as_valid_params(tmp_path):
     params = tiny_params()
-    change = {"download": {"segmentation": ["../my data/a b.zip", "it's.tar.gz", "x,y=[z].zip"]}}
+    change = {
+        "download": {"segmentation": ["../my data/a b.zip", "it's.tar.gz", "x,y=[z].zip", "C:\\data\\lgg.zip"]},
+        "train_unet": {"learning_rate": 0.00005},  # written back by DVC as 5e-05
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     apply_overrides(path, set_param_flags(change)[1::2])
-    assert yaml.safe_load(path.read_text())["download"]["segmentation"] == change["download"]["segmentation"]
+    loaded = load_params(path)
+    assert list(loaded.download.segmentation) == change["download"]["segmentation"]
+    assert loaded.train_unet.learning_rate == 0.00005
 
 
 def run_recipes(cwd, *args):
@@ -60,6 +65,8 @@ def test_an_unknown_recipe_or_a_wrong_key_in_one_is_one_line_before_anything_run
     )
     (tmp_path / RECIPES / "typo.yaml").write_text("train_unet:\n  epoch: 3\n")
     wrong = run_recipes(tmp_path, "typo")
-    assert wrong.returncode == 1 and "train_unet.epoch: unknown key" in wrong.stderr.strip().splitlines()[-1]
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    (line,) = wrong.stderr.strip().splitlines()
+    assert "train_unet.epoch: unknown key" in line and "typo.yaml" in line
     listed = run_recipes(tmp_path)
     assert listed.returncode == 0 and "real-cpu" in listed.stdout and "full-gpu" in listed.stdout

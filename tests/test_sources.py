@@ -209,4 +209,6 @@ assert sys.version_info >= (3, 11), "tarfile's data filter needs Python 3.11.4+"
 def test_a_url_is_shown_without_its_credentials_query_or_fragment():
     url = "https://alice:S3cretPass@data.example.org:8443/lgg/kaggle_3m.zip?token=abc123#part"
     assert shown_location(url) == "https://data.example.org:8443/lgg/kaggle_3m.zip"
-    assert shown_location("../shared/datasets/lgg-mri-segmentation-sample.zip").endswith("sample.zip")
+    assert shown_location("ftp://bob:pw@[::1]:2121/lgg.zip;type=i") == "ftp://[::1]:2121/lgg.zip;type=i"
+    for kept in ("../shared/datasets/lgg-mri-segmentation-sample.zip", "mateuszbuda/lgg-mri-segmentation"):
+        assert shown_location(kept) == kept

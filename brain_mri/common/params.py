@@ -4,6 +4,7 @@ Each stage calls `load_params()` first, so a wrong key, type or value stops the 
 before any expensive work, with one line that names the key and the fix.
 """
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,15 @@ SEGMENTATION_BACKBONES = (
     "efficientnetb0",
 )
 
+
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading 5e-05 as a float (YAML 1.1 wants 5.0e-05): DVC writes small
+    floats so, after `dvc exp run -S train_unet.learning_rate=5e-5`."""
+
+
+ParamsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
 
 UNION_BRANCHES = {"str", "list[str]", "list[nullable[str]]"}
 
@@ -224,7 +234,7 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the stage from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=ParamsLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         raise PipelineError(f"{path} is not valid YAML ({error.__class__.__name__}); fix its syntax") from None
     return parse_params(raw, path)

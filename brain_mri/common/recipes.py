@@ -9,6 +9,7 @@ show` and MLflow show them, and `--queue`, `--temp`, `-n NAME` and further `-S` 
 the recipe's) work as with any experiment.
 """
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -60,12 +61,14 @@ def _override_value(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return repr(value)
+    if isinstance(value, float):  # with a dot before any exponent: YAML 1.1 (PyYAML) reads 5e-05 as a string
+        mantissa, e, exponent = repr(value).partition("e")
+        return (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
     if isinstance(value, list):
         return "[" + ",".join(_override_value(item) for item in value) + "]"
-    text = str(value)
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"  # a quoted string: paths, slugs
+    return "'" + str(value).replace("'", "\\'") + "'"  # a quoted string: paths, slugs
 
 
 def describe(root: Path) -> str:
@@ -88,7 +91,9 @@ def main() -> None:
     parse_params(merge_params(load_params(root / "params.yaml").model_dump(), overlay), recipe_path(name, root))
     dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or "dvc"
     command = [dvc, "exp", "run", *set_param_flags(overlay), *extra]
-    print(f"recipe {name}: {' '.join(command[1:])}", flush=True)
+    # the user's own arguments are not echoed: a URL in them may carry a token
+    yours = f" and {len(extra)} argument(s) of yours" if extra else ""
+    print(f"recipe {name}: {shlex.join(command[1 : len(command) - len(extra)])}{yours}", flush=True)
     sys.exit(subprocess.run(command, cwd=root).returncode)
 
 

@@ -61,12 +61,12 @@ def fetch_each(
 
 
 def shown_location(location: str) -> str:
-    """A location as messages and outputs may show it: a URL without user, password, query or fragment."""
+    """A location as messages and outputs may show it: a URL (any scheme) without user, password, query
+    or fragment; a path or a Kaggle slug as it is."""
     parts = urlsplit(location)
-    if parts.scheme not in ("http", "https"):
+    if not (parts.scheme and parts.netloc):
         return location
-    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def is_archive(path: Path) -> bool:
@@ -143,7 +143,7 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
     import requests
 
     if not url.startswith(("http://", "https://")):
-        raise PipelineError(f"download URL {url!r} must start with http:// or https://")
+        raise PipelineError(f"download URL {shown_location(url)!r} must start with http:// or https://")
     destination.parent.mkdir(parents=True, exist_ok=True)
     if destination.exists() and (sha256 is None or sha256_of(destination) == sha256.lower()):
         return destination
@@ -174,12 +174,14 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
                         progress.update(len(chunk))
     except requests.RequestException as error:
         raise PipelineError(
-            f"download of {url} failed ({type(error).__name__}); check the URL and network, then rerun to resume"
+            f"download of {shown_location(url)} failed ({type(error).__name__}); check the URL and network, "
+            "then rerun to resume"
         ) from None
     if sha256 and sha256_of(partial) != sha256.lower():
         partial.unlink()
         raise PipelineError(
-            f"{url}: SHA-256 does not match download.sha256; the file was removed, check the URL or the checksum"
+            f"{shown_location(url)}: SHA-256 does not match download.sha256; the file was removed, "
+            "check the URL or the checksum"
         )
     partial.replace(destination)
     return destination
