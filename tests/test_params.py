@@ -31,6 +31,7 @@ def test_the_committed_params_are_valid():
         ("download", "segmentation", [], "download.segmentation"),
         ("download", "segmentation", ["a.zip", 3], r"download\.segmentation\.1: Input should be a valid string"),
         ("download", "segmentation", ["a.zip", "b.zip"], "sha256.segmentation has 1 checksum"),
+        ("download", "classification", ["a.zip", "b.zip", "a.zip"], "a.zip is listed twice in classification"),
     ],
 )
 def test_a_wrong_value_names_the_key(section, key, value, message):

@@ -94,12 +94,14 @@ def test_download_merges_both_lgg_archives_and_refuses_a_patient_twice_keeping_t
     ]
     assert inventory["classification"]["sources"] == [{"location": str(CLASSIFICATION_ARCHIVE), "images": 253}]
 
-    twice = [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE), str(SEGMENTATION_ARCHIVE)]
+    copy = tmp_path / "copy-of-the-sample.zip"  # the sample's patients again, under another name
+    copy.symlink_to(SEGMENTATION_ARCHIVE)
+    twice = [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE), str(copy)]
     write_params(tmp_path, {"download": {**BOTH_LGG_ARCHIVES, "segmentation": twice}})
     refused = run_stage(tmp_path, "download")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
-    assert "is in two segmentation sources" in last and last.count(str(SEGMENTATION_ARCHIVE)) == 2, last
+    assert "is in two segmentation sources" in last and str(SEGMENTATION_ARCHIVE) in last and str(copy) in last, last
     assert len(list_segmentation_slices(kaggle_3m)[0]) == 2105, "the earlier raw data is left as it was"
     assert not list((tmp_path / "data").glob(".download-*")), "no scratch folder is left"
 

@@ -76,6 +76,9 @@ class Download(Section):
             locations, checksums = getattr(self, dataset), getattr(self.sha256, dataset)
             count = len(locations) if isinstance(locations, list) else 1
             given = len(checksums) if isinstance(checksums, list) else 1
+            if isinstance(locations, list) and len(set(locations)) < len(locations):
+                twice = next(location for location in locations if locations.count(location) > 1)
+                raise ValueError(f"{twice} is listed twice in {dataset}; list each location once")
             if checksums is not None and given != count:
                 raise ValueError(
                     f"sha256.{dataset} has {given} checksum(s) for {count} {dataset} location(s): give a list with "
