@@ -17,7 +17,7 @@ from brain_mri.data.processed import read_classification, read_segmentation
 from brain_mri.evaluation.figures import dice_per_patient, prediction_grid
 from brain_mri.evaluation.predictions import score_classifier, score_segmentation
 from brain_mri.evaluation.scores import roc_points
-from brain_mri.models.saving import load_model, read_provenance
+from brain_mri.models.saving import load_model, training_data
 from brain_mri.tracking.results import log_to_run, training_run_of
 from brain_mri.tracking.runs import stage_run
 
@@ -28,11 +28,6 @@ OUT = Path("metrics/evaluate")
 
 def numbers(report: dict, prefix: str) -> dict[str, float]:
     return {f"{prefix}{key}": value for key, value in report.items() if isinstance(value, float | int)}
-
-
-def training_data(model: Path) -> dict:
-    provenance = read_provenance(model)
-    return {key: provenance.get(key, "unknown") for key in ("trained_on", "data_dvc_md5")}
 
 
 def main() -> None:

@@ -36,8 +36,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def synthetic_warning(training_data: dict[str, str]) -> str:
-    models = " and ".join(f"{model}.keras" for model, data in training_data.items() if data == "synthetic")
+def synthetic_warning(trained_on: dict[str, str]) -> str:
+    models = " and ".join(f"{model}.keras" for model, data in trained_on.items() if data == "synthetic")
     return (
         f"{models} trained on the embedded synthetic data, not on real scans: their answers on real scans mean "
         "nothing; train on real data with a recipe (README: Train on the real data)"
@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     config = load_params().evaluate
     files = expand_inputs(arguments.inputs)
     # imported only now: --help and a missing input are answered at once, without loading TensorFlow
-    from brain_mri.models.saving import load_model, read_provenance
+    from brain_mri.models.saving import load_model, training_data
 
     paths = (arguments.models / "classifier.keras", arguments.models / "unet.keras")
     models = tuple(load_model(str(path)) for path in paths)
-    training_data = {path.stem: read_provenance(path).get("trained_on", "unknown") for path in paths}
-    if "synthetic" in training_data.values():
-        print(f"warning: {synthetic_warning(training_data)}", file=sys.stderr)
+    trained_on = {path.stem: training_data(path)["trained_on"] for path in paths}
+    if "synthetic" in trained_on.values():
+        print(f"warning: {synthetic_warning(trained_on)}", file=sys.stderr)
     arguments.out.mkdir(parents=True, exist_ok=True)
     rows, batch = [], []
     stems = output_stems(files)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             batch = []
     order = {str(path): position for position, path in enumerate(files)}
     table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(order))
-    table["model_training_data"] = "; ".join(f"{model}: {data}" for model, data in training_data.items())
+    table["model_training_data"] = "; ".join(f"{model}: {data}" for model, data in trained_on.items())
     write_csv(arguments.out / "predictions.csv", table)
     done = int((table["status"] == "ok").sum())
     print(f"predict: {done} of {len(files)} images -> {arguments.out / 'predictions.csv'}")

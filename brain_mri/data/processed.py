@@ -30,7 +30,7 @@ UNKNOWN_SOURCE = {"source": "unknown", "locations": []}
 def read_source(folder: Path) -> dict:
     """Where the data in folder came from (download's or crop_split's source.json)."""
     path = folder / SOURCE
-    return json.loads(path.read_text()) if path.is_file() else UNKNOWN_SOURCE
+    return json.loads(path.read_text()) if path.is_file() else dict(UNKNOWN_SOURCE)
 
 
 def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:

@@ -49,3 +49,10 @@ def read_provenance(path: Path) -> dict:
             return json.loads(bundle.read(PROVENANCE)) if PROVENANCE in bundle.namelist() else {}
     except (OSError, zipfile.BadZipFile):
         return {}
+
+
+def training_data(path: Path) -> dict[str, str]:
+    """What the model in path was trained on, in brief: `trained_on` and the data's DVC hash ("unknown"
+    for a model saved without provenance)."""
+    provenance = read_provenance(path)
+    return {key: provenance.get(key, "unknown") for key in ("trained_on", "data_dvc_md5")}
