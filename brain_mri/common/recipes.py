@@ -61,11 +61,8 @@ def _override_value(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    if isinstance(value, int | float):  # 5e-05 too: params.yaml is read with YAML 1.2's floats (ParamsLoader)
         return repr(value)
-    if isinstance(value, float):  # with a dot before any exponent: YAML 1.1 (PyYAML) reads 5e-05 as a string
-        mantissa, e, exponent = repr(value).partition("e")
-        return (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
     if isinstance(value, list):
         return "[" + ",".join(_override_value(item) for item in value) + "]"
     return "'" + str(value).replace("'", "\\'") + "'"  # a quoted string: paths, slugs
