@@ -90,7 +90,7 @@ def score_unet(work: Path) -> dict:
     slices = NpyRows(processed / "slices.npy")
     masks = NpyRows(processed / "masks.npy")
     manifest = pd.read_csv(processed / "manifest.csv")
-    model = load_model(str(work / "models/unet.keras"))
+    model = load_model(work / "models/unet.keras", "unet")
 
     def scores(split: str, threshold: float) -> tuple[pd.DataFrame, dict]:
         part = manifest[manifest["split"] == split].reset_index(drop=True)
@@ -128,7 +128,7 @@ def score_classifier(work: Path, models: list[Path]) -> dict:
     rows = {split: manifest.loc[manifest["split"] == split, "row"].to_numpy() for split in ("val", "test")}
     by_model = []
     for path in models:
-        model = load_model(str(path))
+        model = load_model(path, "classifier")
         by_model.append({split: classifier_probabilities(model, images, rows[split]) for split in rows})
     if len(models) > 1:
         alone = [classification_scores(labels[rows["test"]], p["test"], 0.5)["accuracy"] for p in by_model]

@@ -1,4 +1,4 @@
-"""Stage evaluate: test-set scores of both models and of the classify-then-segment cascade.
+"""Stage evaluate: test-set scores of both models and of the classify-then-segment cascade as predict runs it.
 
 Writes metrics/evaluate/{classifier,segmentation}.json (dvc metrics), plot data and
 pictures beside them (dvc plots), and logs one MLflow run with all of it.
@@ -32,10 +32,10 @@ def numbers(report: dict, prefix: str) -> dict[str, float]:
 
 def main() -> None:
     config = load_params().evaluate
-    classifier = load_model(str(MODELS / "classifier.keras"))
-    unet = load_model(str(MODELS / "unet.keras"))
+    classifier = load_model(MODELS / "classifier.keras", "classifier")
+    unet = load_model(MODELS / "unet.keras", "unet")
     classifier_report, test_images = score_classifier(
-        classifier, read_classification(PROCESSED / "classification"), config
+        classifier, unet, read_classification(PROCESSED / "classification"), config
     )
     segmentation_report, per_patient, examples = score_segmentation(
         unet, classifier, read_segmentation(PROCESSED / "segmentation"), config
@@ -51,6 +51,7 @@ def main() -> None:
         numbers(classifier_report, "classifier_")
         | numbers(segmentation_report, "segmentation_")
         | numbers(segmentation_report["cascade"], "cascade_")
+        | numbers(classifier_report["cascade"], "image_cascade_")
     )
     scores_by_model = {
         MODELS / "classifier.keras": numbers(classifier_report, "test_"),
@@ -81,12 +82,14 @@ def main() -> None:
             log_to_run(parent, summary)
         for name in ("classifier.json", "segmentation.json", "per_patient_dice.csv", "classifier_roc.csv"):
             mlflow.log_artifact(str(OUT / name))
-    cascade_report = segmentation_report["cascade"]
+    cascade = segmentation_report["cascade"]
     print(
         f"evaluate: classifier accuracy {classifier_report['accuracy']:.3f} (n={classifier_report['test_size']}); "
         f"U-Net mean per-patient Dice {segmentation_report['dice_mean']:.3f} "
-        f"({segmentation_report['test_patients']} patients); cascade ({cascade_report['gate']} gate) "
-        f"{cascade_report['dice_mean']:.3f}, {cascade_report['tumour_slices_missed']} tumour slices missed"
+        f"({segmentation_report['test_patients']} patients); through predict's cascade {cascade['dice_mean']:.3f} "
+        f"(ungated {cascade['ungated_dice_mean']:.3f}), {cascade['tumour_slices_missed']} tumour slices missed, "
+        f"healthy slices with false-positive pixels {cascade['ungated_healthy_slices_with_false_positive']} "
+        f"-> {cascade['healthy_slices_with_false_positive']}"
     )
 
 

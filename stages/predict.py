@@ -3,9 +3,11 @@
     python -m stages.predict scan1.jpg folder/ slice.tif --out predictions/
     python -m stages.predict folder/ --out predictions/ --no-cascade --models models/
 
-Each input is preprocessed as in training. The classifier gives P(tumour); as in the
-original work, only inputs classified as tumour are segmented (`--no-cascade` segments every
-input). Writes <name>_mask.png (0/255, the input's own size) and <name>_overlay.png per input,
+Each input is preprocessed as in training. The classifier gives P(tumour), the U-Net a mask;
+as in the original work, the mask is kept only where a gate says tumour (`--no-cascade` keeps
+every mask). The gate is the U-Net's predicted area for MRI slices stored as kaggle_3m stores
+them (TIFF), the classifier for other images (`--kind` overrides the choice by file type; the
+same cascade evaluate measures). Writes <name>_mask.png (0/255, the input's own size) and <name>_overlay.png per input,
 and predictions.csv with one row per input, also for files that could not be read, naming the
 data the models were trained on (a warning says so when it is the embedded synthetic data).
 """
@@ -21,7 +23,11 @@ from brain_mri.common.errors import PipelineError, run_stage
 from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
+from brain_mri.inference.cascade import INPUT_KINDS
 from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
+
+# about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
+BATCH_PIXELS = 1 << 25
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -31,6 +37,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder with classifier.keras, unet.keras")
     parser.add_argument(
         "--no-cascade", action="store_true", help="segment every input, not only those classified as tumour"
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("auto", *INPUT_KINDS),
+        default="auto",
+        help="what the inputs are: slice (an MRI slice as kaggle_3m stores it), image, or auto (TIFF is a slice)",
     )
     parser.add_argument("--batch-size", type=int, default=16)
     return parser.parse_args(argv)
@@ -47,16 +59,20 @@ def synthetic_warning(trained_on: dict[str, str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     config = load_params().evaluate
-    files = expand_inputs(arguments.inputs)
+    files = expand_inputs(arguments.inputs, arguments.out)
     # imported only now: --help and a missing input are answered at once, without loading TensorFlow
     from brain_mri.models.saving import load_model, training_data
 
     paths = (arguments.models / "classifier.keras", arguments.models / "unet.keras")
-    models = tuple(load_model(str(path)) for path in paths)
+    models = tuple(load_model(path, path.stem) for path in paths)
     trained_on = {path.stem: training_data(path)["trained_on"] for path in paths}
     if "synthetic" in trained_on.values():
         print(f"warning: {synthetic_warning(trained_on)}", file=sys.stderr)
-    arguments.out.mkdir(parents=True, exist_ok=True)
+    try:
+        arguments.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        message = f"--out {arguments.out}: cannot make the folder ({error.strerror}); name one you can write"
+        raise PipelineError(message) from None
     rows, batch = [], []
     stems = output_stems(files)
     for index, (path, stem) in enumerate(tqdm(list(zip(files, stems, strict=True)), desc="predict", unit="image")):
@@ -65,12 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         except (PipelineError, OSError) as error:
             print(f"skipped: {error}", file=sys.stderr)
             rows.append({"input": str(path), "status": f"skipped: {error}"})
-        if len(batch) == arguments.batch_size or (index == len(files) - 1 and batch):
-            rows.extend(
-                predict_batch(
-                    batch, models, (config.threshold, config.mask_threshold), not arguments.no_cascade, arguments.out
-                )
-            )
+        # a batch ends at --batch-size inputs or at BATCH_PIXELS decoded pixels: memory stays bounded
+        pixels = sum(image.shape[0] * image.shape[1] for _, _, image in batch)
+        if batch and (len(batch) == arguments.batch_size or pixels >= BATCH_PIXELS or index == len(files) - 1):
+            rows.extend(predict_batch(batch, models, config, not arguments.no_cascade, arguments.kind, arguments.out))
             batch = []
     order = {str(path): position for position, path in enumerate(files)}
     table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(order))

@@ -60,7 +60,10 @@ def stop(server: subprocess.Popen) -> None:
 
 def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, tiny_processed, tmp_path, monkeypatch):
     work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 2, "register_model": True}})
-    run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=server))
+    # a user and password in the URI (this server asks for none): MLflow prints the URI in its run links
+    with_password = server.replace("http://", "http://alice:S3cretPass@")
+    result = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=with_password))
+    assert "View run" in result.stdout and "S3cretPass" not in result.stdout + result.stderr
     assert not (work / "mlflow.db").exists(), "nothing went to the local store"
     client = mlflow.MlflowClient(tracking_uri=server)
     experiment = client.get_experiment_by_name("brain-mri")
@@ -78,13 +81,16 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
 
 
-def test_an_unreachable_server_fails_the_stage_at_once_naming_it(tiny_processed, tmp_path):
+@pytest.mark.reliability
+def test_an_unreachable_server_fails_the_stage_at_once_naming_it_without_its_password(tiny_processed, tmp_path):
     work = copy_work(tiny_processed, tmp_path / "work", TWO_EPOCHS)
-    uri = f"http://127.0.0.1:{free_port()}"
+    server = f"127.0.0.1:{free_port()}"
+    uri = f"http://alice:S3cretPass@{server}"
     result = run_stage(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and uri in last and "Traceback" not in result.stderr
+    assert last.startswith("error: ") and f"http://{server}" in last and "Traceback" not in result.stderr
+    assert "S3cretPass" not in result.stderr + result.stdout and "alice" not in result.stderr + result.stdout
     assert "Epoch 1/" not in result.stdout, "no training time was spent"
     assert not list(work.glob(".checkpoints/*"))
 

@@ -34,7 +34,7 @@ def test_per_slice_scaling_leaves_an_empty_slice_finite():
 def test_a_unet_loads_in_safe_mode_and_predicts_the_same(tmp_path, backbone, input_scaling):
     model = build_unet(32, backbone, input_scaling=input_scaling)
     model.save(tmp_path / "unet.keras")
-    loaded = load_model(str(tmp_path / "unet.keras"))
+    loaded = load_model(tmp_path / "unet.keras", "unet")
     pixels = head_slice()
     assert loaded.predict(pixels, verbose=0) == pytest.approx(model.predict(pixels, verbose=0), abs=1e-6)
     scaled = any(isinstance(layer, PerSliceIntensity) for layer in loaded.layers)

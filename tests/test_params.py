@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from brain_mri.common.errors import PipelineError
-from brain_mri.common.params import parse_params
+from brain_mri.common.params import load_params, parse_params
 from tests.helpers import ROOT, run_stage
 
 
@@ -20,6 +20,8 @@ def test_the_committed_params_are_valid():
     ("section", "key", "value", "message"),
     [
         ("train_unet", "epochs", -1, "train_unet.epochs"),
+        ("train_unet", "seed", 2**32, r"train_unet\.seed: Input should be less than or equal to 4294967295"),
+        ("base", "seed", -1, r"base\.seed: Input should be greater than or equal to 0"),
         ("train_unet", "epochs", "ten", "train_unet.epochs"),
         ("train_unet", "backbone", "resnet1000", "train_unet.backbone"),
         ("train_unet", "input_scaling", "zscore", "train_unet.input_scaling"),
@@ -81,3 +83,39 @@ def test_several_locations_pair_with_their_checksums_in_order():
     raw["download"]["sha256"]["segmentation"] = [None, "ab" * 32]
     assert parse_params(raw).download.locations("segmentation") == [("sample.zip", None), ("more.zip", "ab" * 32)]
     assert parse_params(raw).download.locations("classification") == [(raw["download"]["classification"], None)]
+
+
+@pytest.mark.reliability
+def test_a_plain_http_download_needs_a_checksum():
+    raw = default_params()
+    raw["download"]["source"] = "url"
+    raw["download"]["classification"] = "https://data.example.org/brain.zip"
+    raw["download"]["segmentation"] = ["https://data.example.org/a.zip", "http://user:pw@data.example.org/b.zip?t=1"]
+    with pytest.raises(
+        PipelineError, match=r"http://data\.example\.org/b\.zip is plain http:// without a checksum"
+    ) as refused:
+        parse_params(raw)
+    assert "pw" not in str(refused.value) and "t=1" not in str(refused.value)
+    raw["download"]["sha256"]["segmentation"] = [None, "ab" * 32]
+    assert parse_params(raw).download.locations("segmentation")[1][1] == "ab" * 32
+    raw["download"]["source"] = "local"  # a local path that happens to start so is not fetched over http
+    raw["download"]["sha256"]["segmentation"] = None
+    parse_params(raw)
+
+
+@pytest.mark.reliability
+def test_a_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"base:", "# Größe\nbase:".encode("latin-1"), 1))
+    with pytest.raises(
+        PipelineError, match=r"params.yaml is not UTF-8 text \(byte 0xf6 at position \d+\); save it as UTF-8"
+    ):
+        load_params(path)
+
+
+@pytest.mark.reliability
+def test_a_key_given_twice_is_refused_not_quietly_overwritten(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text().replace("train_unet:\n", "train_unet:\n  epochs: 3\n", 1))
+    with pytest.raises(PipelineError, match=r"params.yaml, line \d+: 'epochs' appears twice in one section; keep one"):
+        load_params(path)

@@ -12,10 +12,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 from dvc_render.html import PAGE_HTML
 from PIL import Image
 
+from brain_mri.evaluation.scores import per_patient_scores
 from brain_mri.models.saving import read_provenance
 from tests.helpers import (
     CLASSIFICATION_ARCHIVE,
@@ -142,6 +144,25 @@ def test_outputs_have_the_modes_of_a_plain_create(reproduced, predicted):
         assert path.stat().st_mode & 0o777 == 0o777 & ~umask, f"{path}: {oct(path.stat().st_mode & 0o777)}"
 
 
+@pytest.mark.reliability
+def test_a_stage_that_fails_under_dvc_repro_keeps_its_earlier_outputs(reproduced, tmp_path):
+    """DVC deletes a stage's outputs before running it unless they persist: a stage that fails (here on
+    a bad param, as it would on an unreachable server or a full disk) must leave the last good ones."""
+    repo = copy_work(reproduced, tmp_path / "repo", {"base": {"seed": -1}})
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        outputs = [
+            next(iter(out)) if isinstance(out, dict) else out for out in stage["outs"] + stage.get("metrics", [])
+        ]
+        files = [p for out in outputs for p in ([repo / out] if (repo / out).is_file() else (repo / out).rglob("*"))]
+        before = {p: p.read_bytes() for p in files if p.is_file()}
+        assert before, name
+        result = dvc(repo, "repro", "--force", "--single-item", name, check=False)
+        assert result.returncode != 0 and "base.seed" in result.stdout + result.stderr, name
+        after = {p: p.read_bytes() for p in files if p.is_file()}
+        assert after == before, f"{name}: outputs lost or changed by a failed run"
+
+
 def test_a_second_repro_reruns_nothing(reproduced, tmp_path):
     repo = copy_work(reproduced, tmp_path / "repo")
     assert stages_run(dvc(repo, "repro").stdout) == []
@@ -241,13 +262,32 @@ def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evalu
         assert scores["training_data"] == {"trained_on": "synthetic", "data_dvc_md5": data["md5"]}
 
 
-def test_predict_without_cascade_segments_every_input(reproduced, tmp_path):
+def test_evaluate_reports_the_cascade_exactly_as_predict_runs_it(reproduced, tmp_path):
+    """predict on the test split's slices, with its cascade and without (--no-cascade), gives
+    evaluate's cascade figures: per-patient Dice and the slices the gate kept or dropped."""
     repo = reproduced
-    slices = sorted((repo / "data/raw/segmentation/kaggle_3m").glob("*/*[0-9].tif"))[:6]
-    result = predict(repo, *map(str, slices), "--out", str(tmp_path / "out"), "--no-cascade")
-    assert result.returncode == 0, result.stderr[-2000:]
-    table = pd.read_csv(tmp_path / "out/predictions.csv")
-    assert table["segmented"].all()
+    test = pd.read_csv(repo / "data/processed/segmentation/manifest.csv").query("split == 'test'")
+    report = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())["cascade"]
+    truth = np.stack([tifffile.imread(repo / path) > 0 for path in test["mask_path"]])
+    healthy = ~truth.reshape(len(truth), -1).any(axis=1)
+    tables = {}
+    for name, flags in (("cascade", ()), ("ungated", ("--no-cascade",))):
+        result = predict(repo, *test["image_path"], "--out", str(tmp_path / name), *flags)
+        assert result.returncode == 0, result.stderr[-2000:]
+        table = pd.read_csv(tmp_path / name / "predictions.csv")
+        assert list(table["input"]) == list(test["image_path"]) and set(table["input_kind"]) == {"slice"}
+        masks = np.stack([np.asarray(Image.open(tmp_path / name / mask)) > 0 for mask in table["mask"]])
+        tables[name] = (table, per_patient_scores(test["patient"], masks, truth))
+    (cascade, through), (ungated, without_gate) = tables["cascade"], tables["ungated"]
+    assert set(cascade["gate"]) == {"unet_area"} and set(ungated["gate"]) == {"none"} and ungated["segmented"].all()
+    assert report["dice_mean"] == pytest.approx(through["dice"].mean(), abs=1e-9)
+    assert report["ungated_dice_mean"] == pytest.approx(without_gate["dice"].mean(), abs=1e-9)
+    assert report["healthy_slices_with_false_positive"] == (cascade["tumour_pixels"][healthy] > 0).sum()
+    assert report["ungated_healthy_slices_with_false_positive"] == (ungated["tumour_pixels"][healthy] > 0).sum()
+    assert report["tumour_slices_missed"] == (~cascade["segmented"][~healthy]).sum()
+    kept = cascade["segmented"].to_numpy()
+    assert (cascade["tumour_pixels"][kept] == ungated["tumour_pixels"][kept]).all(), "the gate drops masks whole"
+    assert (cascade["tumour_pixels"][~kept] == 0).all()
 
 
 def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tmp_path):

@@ -4,12 +4,17 @@ Cases covered elsewhere are listed in README ("What happens when things go wrong
 their tests; this module holds the rest.
 """
 
+import contextlib
 import io
+import os
 import resource
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -28,7 +33,8 @@ from brain_mri.data.images import crop_to_brain, decode_image, read_mask, read_s
 from brain_mri.models.classifier import build_classifier
 from brain_mri.models.saving import load_model
 from brain_mri.models.unet import build_unet
-from tests.helpers import ROOT, copy_work, run_stage, stage_command, stage_env
+from brain_mri.training.devices import choose_strategy
+from tests.helpers import ROOT, copy_work, free_port, run_stage, stage_command, stage_env
 
 pytestmark = pytest.mark.reliability
 
@@ -80,7 +86,7 @@ def test_models_load_in_safe_mode_and_a_lambda_layer_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
     model.save(tmp_path / "evil.keras")
     with pytest.raises(PipelineError, match="cannot load the model"):
-        load_model(str(tmp_path / "evil.keras"))
+        load_model(tmp_path / "evil.keras", "unet")
 
 
 def test_params_yaml_with_a_python_object_tag_is_refused(tmp_path):
@@ -102,6 +108,19 @@ def test_params_yaml_with_a_python_object_tag_is_refused(tmp_path):
 def test_a_slice_that_is_not_8_bit_rgb_is_refused(name, array, message):
     with pytest.raises(PipelineError, match=message):
         read_slice(_encoded(array, "TIFF"), name)
+
+
+def test_a_huge_tiff_slice_is_refused_before_it_is_decoded(tmp_path):
+    """8000x8000x3 (192 MB decoded), written tile by tile and compressed: a 1 MB file. Refused from
+    its header, so decoding it never costs the memory."""
+    tile = np.zeros((1024, 1024, 3), np.uint8)
+    buffer = io.BytesIO()
+    tiles = (tile for _ in range(64))  # 8 x 8 tiles of 1024 (the last row and column padded)
+    tifffile.imwrite(buffer, tiles, shape=(8000, 8000, 3), dtype=np.uint8, tile=(1024, 1024), compression="zlib")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(PipelineError, match=r"larger than the 40,000,000 pixels we decode"):
+        read_slice(buffer.getvalue(), "huge.tif")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000, "not decoded (kB)"
 
 
 def test_a_truncated_tiff_is_refused():
@@ -147,6 +166,28 @@ def test_predict_skips_a_non_image_and_a_huge_image_with_a_row_each(untrained_mo
     assert "skipped:" in result.stderr
 
 
+def test_predict_memory_stays_bounded_whatever_the_number_and_size_of_the_inputs(untrained_models, tmp_path):
+    """16 scans of 6300x6300 (40 MP each, 1.9 GB decoded together): predict's peak resident memory stays under
+    2 GB, with masks and overlays written for every one at its own size."""
+    scan = np.zeros((6300, 6300), np.uint8)
+    scan[800:5500, 1000:5300] = 120
+    Image.fromarray(scan).save(tmp_path / "scan-00.png", compress_level=1)
+    for number in range(1, 16):
+        shutil.copy(tmp_path / "scan-00.png", tmp_path / f"scan-{number:02}.png")
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    args = stage_command("predict", str(tmp_path), "--out", "out", "--models", str(untrained_models), "--no-cascade")
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(args, cwd=tmp_path, env=stage_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+        # the peak of this one process, as the kernel counts it
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, (tmp_path / "stderr.txt").read_text()[-2000:]
+    assert usage.ru_maxrss < 2 * 1024 * 1024, f"peak {usage.ru_maxrss / 1024:.0f} MB"
+    table = pd.read_csv(tmp_path / "out/predictions.csv")
+    assert (table["status"] == "ok").sum() == 16 and table["mask"].nunique() == 16
+    assert Image.open(tmp_path / "out" / table["overlay"][0]).size == (6300, 6300)
+
+
 # Faults
 
 
@@ -166,6 +207,51 @@ def test_a_full_disk_fails_the_stage_clearly_and_keeps_the_earlier_output(tiny_p
     assert not list((work / "data").glob(".processed.partial-*")), "no half-written output left"
 
 
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
+    """A real filesystem of `megabytes` at `folder` (root can mount one; elsewhere the test skips)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(folder)], check=False)
+    if mount.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (or CAP_SYS_ADMIN); the RLIMIT_FSIZE test above still runs")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_really_full_filesystem_fails_crop_split_with_one_line_and_keeps_the_earlier_output(tiny_processed, tmp_path):
+    """data/ on a 32 MB tmpfs holding the earlier processed data (21 MB) and a filler: the new arrays do
+    not fit. Without space reserved up front, writing them through a memory map would die of SIGBUS."""
+    work = copy_work(tiny_processed, tmp_path / "work")
+    shutil.move(work / "data", tmp_path / "data-before")
+    with mounted_tmpfs(work / "data", 32):
+        (work / "data/raw").symlink_to(tmp_path / "data-before/raw")
+        shutil.copytree(tmp_path / "data-before/processed", work / "data/processed")
+        free = shutil.disk_usage(work / "data").free
+        (work / "data/filler").write_bytes(b"\0" * (free - (4 << 20)))  # 4 MB left
+        before = {p.relative_to(work): p.read_bytes() for p in (work / "data/processed").rglob("*") if p.is_file()}
+        result = run_stage(work, "crop_split")
+        assert result.returncode == 1, f"exit {result.returncode}: {result.stderr[-1500:]}"
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "no space" in last and "Traceback" not in result.stderr, last
+        after = {p.relative_to(work): p.read_bytes() for p in (work / "data/processed").rglob("*") if p.is_file()}
+        assert after == before, "earlier output intact"
+        assert not list((work / "data").glob(".processed.partial-*")), "no half-written output left"
+
+
+def test_a_read_only_data_folder_fails_the_stage_with_one_line(tiny_processed, tmp_path):
+    work = copy_work(tiny_processed, tmp_path / "work")
+    shutil.move(work / "data", tmp_path / "data-before")
+    with mounted_tmpfs(work / "data", 64):
+        shutil.copytree(tmp_path / "data-before/raw", work / "data/raw")
+        subprocess.run(["mount", "-o", "remount,ro", str(work / "data")], check=True)
+        result = run_stage(work, "crop_split")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write or read") and "Read-only file system" in last, last
+
+
 def test_a_download_killed_part_way_leaves_no_raw_data_and_the_rerun_completes(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path)
     process = subprocess.Popen(stage_command("download"), cwd=tmp_path, env=stage_env())
@@ -180,3 +266,116 @@ def test_a_download_killed_part_way_leaves_no_raw_data_and_the_rerun_completes(t
     assert result.returncode == 0, result.stderr[-2000:]
     assert not list((tmp_path / "data").glob(".raw.partial-*")), "the rerun cleaned the leftovers"
     assert (tmp_path / "data/raw/segmentation/kaggle_3m/data.csv").is_file()
+
+
+def test_a_link_out_of_a_local_source_folder_is_refused_and_copies_nothing(tiny_processed, tmp_path):
+    """A symbolic link in the user's dataset folder that leads elsewhere (here to a private file)
+    would copy that file into data/raw; download refuses the folder and keeps the earlier raw data."""
+    mine = shutil.copytree(tiny_processed / "data/raw/classification", tmp_path / "mine")
+    segmentation = shutil.copytree(tiny_processed / "data/raw/segmentation", tmp_path / "segmentation")
+    private = tmp_path / "private.jpg"
+    shutil.copy(next((mine / "yes").iterdir()), private)
+    (mine / "yes" / "linked.jpg").symlink_to(private)
+    local = {"download": {"source": "local", "classification": str(mine), "segmentation": str(segmentation)}}
+    work = copy_work(tiny_processed, tmp_path / "work", local)
+    before = sorted(p.relative_to(work) for p in (work / "data/raw").rglob("*"))
+    result = run_stage(work, "download")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and "linked.jpg is a symbolic link" in line and "outside the source" in line
+    assert sorted(p.relative_to(work) for p in (work / "data/raw").rglob("*")) == before
+
+
+def noise_jpegs(count: int) -> dict[str, bytes]:
+    """`count` small JPEGs of noise (they do not compress: damage lands in image data), half tumour, half not."""
+    rng = np.random.default_rng(0)
+    images = {}
+    for number in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(buffer, "JPEG")
+        images[f"{'yes' if number % 2 else 'no'}/{number:02}.jpg"] = buffer.getvalue()
+    return images
+
+
+def damaged(data: bytes, start: int, count: int = 64) -> bytes:
+    """`data` with `count` bytes from `start` inverted."""
+    return data[:start] + bytes(b ^ 0xFF for b in data[start : start + count]) + data[start + count :]
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "tar", "zip"])
+def test_a_damaged_archive_fails_the_download_with_one_line_and_keeps_the_earlier_raw_data(
+    tiny_processed, tmp_path, kind
+):
+    """64 inverted bytes in a 40-image archive: in the middle of a zip (a bad CRC or a corrupt deflate
+    stream) or a tar.gz (a corrupt compressed stream), on the 21st header of a plain tar (after which
+    tarfile would quietly list nothing more; a plain tar has no checksum of its files' data)."""
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for name, data in noise_jpegs(40).items():
+                bundle.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz" if kind == "tar.gz" else "w") as bundle:
+            for name, data in noise_jpegs(40).items():
+                member = tarfile.TarInfo(name)
+                member.size = len(data)
+                bundle.addfile(member, io.BytesIO(data))
+    archive = tmp_path / f"brain.{kind}"
+    if kind == "tar":
+        with tarfile.open(fileobj=io.BytesIO(buffer.getvalue())) as bundle:
+            start = bundle.getmembers()[20].offset
+    else:
+        start = len(buffer.getvalue()) // 2
+    archive.write_bytes(damaged(buffer.getvalue(), start))
+    segmentation = shutil.copytree(tiny_processed / "data/raw/segmentation", tmp_path / "segmentation")
+    local = {"download": {"source": "local", "classification": str(archive), "segmentation": str(segmentation)}}
+    work = copy_work(tiny_processed, tmp_path / "work", local)
+    before = {p.relative_to(work): p.read_bytes() for p in (work / "data/raw").rglob("*") if p.is_file()}
+    result = run_stage(work, "download")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "damaged" in line and "download or copy it again" in line, line
+    assert {p.relative_to(work): p.read_bytes() for p in (work / "data/raw").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    ("stage", "change"),
+    [
+        ("train_unet", {"train_unet": {"encoder_weights": "imagenet"}}),
+        ("train_classifier", {"train_classifier": {"weights": "imagenet", "batch_norm": False}}),
+    ],
+)
+def test_imagenet_weights_without_network_say_where_to_put_the_file(tiny_processed, tmp_path, stage, change):
+    """Offline (every download goes to a proxy that is not there), with an empty Keras cache."""
+    work = copy_work(tiny_processed, tmp_path / "work", change)
+    closed = f"http://127.0.0.1:{free_port()}"
+    offline = stage_env(HTTPS_PROXY=closed, HTTP_PROXY=closed, https_proxy=closed, KERAS_HOME=str(tmp_path / "keras"))
+    result = run_stage(work, stage, env=offline)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "cannot load the 'imagenet' weights" in last, last
+    assert str(tmp_path / "keras" / "models") in last and "null" in last
+    assert not (work / "models").exists() or not list((work / "models").iterdir())
+
+
+@pytest.mark.parametrize(
+    "tf_config", ["{not json", '{"cluster": {}}', '{"cluster": {"worker": ["a:1"]}, "task": {}}', "[1]"]
+)
+def test_a_malformed_tf_config_is_one_line_saying_what_it_should_hold(monkeypatch, tf_config):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(PipelineError, match=r"TF_CONFIG is not a cluster description; set it to JSON like"):
+        choose_strategy("multi_worker")
+
+
+def test_a_damaged_model_file_or_the_wrong_model_is_one_clear_error(untrained_models, tmp_path):
+    real = (untrained_models / "unet.keras").read_bytes()
+    for name, content in (("garbage", b"not a model at all"), ("truncated", real[: len(real) // 2])):
+        (tmp_path / f"{name}.keras").write_bytes(content)
+        with pytest.raises(PipelineError, match="is not a Keras model file"):
+            load_model(tmp_path / f"{name}.keras", "unet")
+    with pytest.raises(PipelineError, match=r"not found; run `dvc repro`"):
+        load_model(tmp_path / "missing.keras", "unet")
+    with pytest.raises(PipelineError, match=r"holds a classifier \(output \(None, 1\)\), not the unet"):
+        load_model(untrained_models / "classifier.keras", "unet")
+    with pytest.raises(PipelineError, match=r"holds a unet .*, not the classifier"):
+        load_model(untrained_models / "unet.keras", "classifier")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from brain_mri.common.errors import PipelineError
+from brain_mri.common.errors import PipelineError, redacted, shown_location
 from brain_mri.data.layouts import find_classification_folders, find_kaggle_3m
-from brain_mri.data.sources import download_kaggle, download_url, safe_extract, shown_location
+from brain_mri.data.sources import download_kaggle, download_url, safe_extract
 
 LIMITS = {"max_files": 1000, "max_bytes": 10**8}
 
@@ -35,21 +35,71 @@ def test_zip_entry_climbing_out_of_the_target_is_refused(tmp_path):
     assert not (tmp_path / "out" / "yes" / "a.jpg").exists(), "nothing is extracted from a refused archive"
 
 
-def test_absolute_tar_entries_and_links_out_are_refused(tmp_path):
-    for name, member in (
-        ("absolute", tarfile.TarInfo("/tmp/absolute.txt")),
-        ("link", tarfile.TarInfo("yes/link")),
-    ):
-        archive = tmp_path / f"{name}.tar"
-        with tarfile.open(archive, "w") as bundle:
-            if name == "link":
-                member.type, member.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
-                bundle.addfile(member)
-            else:
-                member.size = 1
-                bundle.addfile(member, io.BytesIO(b"x"))
-        with pytest.raises(PipelineError, match="outside the target"):
-            safe_extract(archive, tmp_path / name, **LIMITS)
+def test_absolute_tar_entries_are_refused(tmp_path):
+    archive = tmp_path / "absolute.tar"
+    with tarfile.open(archive, "w") as bundle:
+        member = tarfile.TarInfo("/tmp/absolute.txt")
+        member.size = 1
+        bundle.addfile(member, io.BytesIO(b"x"))
+    with pytest.raises(PipelineError, match="outside the target"):
+        safe_extract(archive, tmp_path / "absolute", **LIMITS)
+
+
+def chained_links_tar(path: Path, escape_to: str) -> Path:
+    """A tar built like the CVE-2025-4517 proof of concept: symbolic links through folders with
+    247-character names make the path longer than PATH_MAX, where the "data" filter's check of a
+    link's target stops resolving, so a last link leads out of the target folder and a file entry
+    written through it lands at `escape_to` (relative to the target folder)."""
+    folder, steps, path_so_far = "d" * 247, "abcdefghijklmnop", ""
+    with tarfile.open(path, "w") as bundle:
+        for step in steps:
+            entry = tarfile.TarInfo(str(Path(path_so_far, folder)))
+            entry.type = tarfile.DIRTYPE
+            bundle.addfile(entry)
+            link = tarfile.TarInfo(str(Path(path_so_far, step)))
+            link.type, link.linkname = tarfile.SYMTYPE, folder
+            bundle.addfile(link)
+            path_so_far = str(Path(path_so_far, folder))
+        long_link = str(Path(*steps, "l" * 254))
+        link = tarfile.TarInfo(long_link)
+        link.type, link.linkname = tarfile.SYMTYPE, "../" * len(steps)
+        bundle.addfile(link)
+        escape = tarfile.TarInfo("escape")
+        escape.type, escape.linkname = tarfile.SYMTYPE, f"{long_link}/{escape_to}"
+        bundle.addfile(escape)
+        written = tarfile.TarInfo("escape/written.txt")
+        written.size = 7
+        bundle.addfile(written, io.BytesIO(b"written"))
+    return path
+
+
+@pytest.mark.reliability
+def test_a_tar_built_like_cve_2025_4517_writes_nothing_outside_and_is_refused(tmp_path):
+    (tmp_path / "outside").mkdir()
+    archive = chained_links_tar(tmp_path / "evil.tar", "../../outside")
+    with pytest.raises(PipelineError, match="is a symbolic link, not a file or folder; refusing the archive"):
+        safe_extract(archive, tmp_path / "box" / "target", **LIMITS)
+    assert not (tmp_path / "outside" / "written.txt").exists()
+    assert not any((tmp_path / "box" / "target").iterdir()), "nothing is extracted from a refused archive"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("kind", ["hard link", "symbolic link", "device or other special file"])
+def test_tar_links_and_special_files_are_refused_even_when_they_stay_inside(tmp_path, kind):
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as bundle:
+        inside = tarfile.TarInfo("yes/a.jpg")
+        inside.size = 1
+        bundle.addfile(inside, io.BytesIO(b"x"))
+        entry = tarfile.TarInfo("yes/b.jpg")
+        entry.type, entry.linkname = {
+            "hard link": (tarfile.LNKTYPE, "yes/a.jpg"),
+            "symbolic link": (tarfile.SYMTYPE, "a.jpg"),
+            "device or other special file": (tarfile.FIFOTYPE, ""),
+        }[kind]
+        bundle.addfile(entry)
+    with pytest.raises(PipelineError, match=f"'yes/b.jpg' is a {kind}, not a file or folder"):
+        safe_extract(archive, tmp_path / "out", **LIMITS)
 
 
 def test_an_archive_over_the_limits_is_refused_before_extraction(tmp_path):
@@ -140,6 +190,19 @@ def test_url_download_with_a_wrong_checksum_keeps_nothing(http_server, tmp_path)
     assert not destination.exists() and not destination.with_name("data.zip.part").exists()
 
 
+@pytest.mark.reliability
+def test_a_url_that_answers_with_a_web_page_keeps_nothing(http_server, tmp_path):
+    served, base = http_server
+    (served / "data.zip").write_text("<!DOCTYPE html><html><body>Please sign in</body></html>")
+    destination = tmp_path / "cache" / "data.zip"
+    for _ in range(2):  # and the second time too: nothing was kept to be reused
+        with pytest.raises(PipelineError, match="bytes that are not a zip or tar archive"):
+            download_url(f"{base}/data.zip", destination, None)
+        assert not list(destination.parent.iterdir())
+    archive = make_zip(served / "data.zip", {"yes/a.jpg": b"x"})
+    assert download_url(f"{base}/data.zip", destination, None).read_bytes() == archive.read_bytes()
+
+
 def test_url_download_of_a_missing_file_is_one_clear_error(http_server, tmp_path):
     _, base = http_server
     with pytest.raises(PipelineError, match="download of .* failed"):
@@ -151,6 +214,18 @@ def no_kaggle_credentials(monkeypatch, tmp_path):
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+
+
+@pytest.mark.reliability
+def test_a_malformed_kaggle_json_is_one_line_that_shows_none_of_it(no_kaggle_credentials, tmp_path, capsys):
+    folder = tmp_path / "no-kaggle"
+    folder.mkdir()
+    for text in ('{"username": "someone", "key": "secret-kaggle-key-123"', '["someone"]', '{"username": "someone"}'):
+        (folder / "kaggle.json").write_text(text)
+        with pytest.raises(PipelineError, match="is not Kaggle credentials") as refused:
+            download_kaggle("mateuszbuda/lgg-mri-segmentation", tmp_path / "k")
+        assert "secret-kaggle-key-123" not in str(refused.value)
+    assert capsys.readouterr().out == "", "none of the client's help text"
 
 
 def test_kaggle_without_credentials_says_how_to_provide_them(no_kaggle_credentials, tmp_path):
@@ -212,3 +287,33 @@ def test_a_url_is_shown_without_its_credentials_query_or_fragment():
     assert shown_location("ftp://bob:pw@[::1]:2121/lgg.zip;type=i") == "ftp://[::1]:2121/lgg.zip;type=i"
     for kept in ("../shared/datasets/lgg-mri-segmentation-sample.zip", "mateuszbuda/lgg-mri-segmentation"):
         assert shown_location(kept) == kept
+
+
+@pytest.mark.reliability
+def test_every_url_in_an_error_line_is_shown_without_credentials_or_query():
+    line = (
+        "MLflow tracking server http://alice:S3cretPass@127.0.0.1:9 is unreachable; "
+        "API request to 'https://bob:pw@mlflow.example.org/api/2.0?token=abc' failed"
+    )
+    assert redacted(line) == (
+        "MLflow tracking server http://127.0.0.1:9 is unreachable; "
+        "API request to 'https://mlflow.example.org/api/2.0' failed"
+    )
+    plain = "data/raw/segmentation: 2 patients (see ../shared/datasets/README.md)"
+    assert redacted(plain) == plain
+
+
+@pytest.mark.reliability
+def test_an_archive_listing_one_file_twice_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "twice.zip", "w") as bundle:
+        bundle.writestr("yes/a.jpg", b"first")
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            bundle.writestr("yes/a.jpg", b"second")
+    with tarfile.open(tmp_path / "twice.tar", "w") as bundle:
+        for data in (b"first", b"second"):
+            member = tarfile.TarInfo("./yes/a.jpg" if data == b"first" else "yes/a.jpg")
+            member.size = len(data)
+            bundle.addfile(member, io.BytesIO(data))
+    for name in ("twice.zip", "twice.tar"):
+        with pytest.raises(PipelineError, match="lists the file '.*yes/a.jpg' twice; refusing the archive"):
+            safe_extract(tmp_path / name, tmp_path / name.replace(".", "-"), **LIMITS)

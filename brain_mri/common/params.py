@@ -11,7 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from brain_mri.common.errors import PipelineError
+from brain_mri.common.errors import PipelineError, shown_location
 
 SEGMENTATION_BACKBONES = (
     "resnet18",
@@ -23,9 +23,23 @@ SEGMENTATION_BACKBONES = (
 )
 
 
+class DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
 class ParamsLoader(yaml.SafeLoader):
     """PyYAML's safe loader, also reading 5e-05 as a float (YAML 1.1 wants 5.0e-05): DVC writes small
-    floats so, after `dvc exp run -S train_unet.learning_rate=5e-5`."""
+    floats so, after `dvc exp run -S train_unet.learning_rate=5e-5`. A key given twice in one mapping
+    is refused: PyYAML would quietly keep the last value, and which one was meant is the user's to say."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKey(None, None, f"{key!r} appears twice in one section; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 ParamsLoader.add_implicit_resolver(
@@ -40,8 +54,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# NumPy's and TensorFlow's seeds are unsigned 32-bit numbers
+MAX_SEED = 2**32 - 1
+
+
 class Base(Section):
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, le=MAX_SEED)
 
 
 class SyntheticSize(Section):
@@ -84,6 +102,19 @@ class Download(Section):
                     f"sha256.{dataset} has {given} checksum(s) for {count} {dataset} location(s): give a list with "
                     "one entry (null where there is none) for each location"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _plain_http_only_with_a_checksum(self) -> "Download":
+        if self.source != "url":
+            return self
+        for dataset in ("classification", "segmentation"):
+            for location, checksum in self.locations(dataset):
+                if location.lower().startswith("http://") and not checksum:
+                    raise ValueError(
+                        f"{shown_location(location)} is plain http:// without a checksum, so anyone on the way "
+                        f"could change the data; use https:// or set download.sha256.{dataset}"
+                    )
         return self
 
     def locations(self, dataset: Literal["classification", "segmentation"]) -> list[tuple[str, str | None]]:
@@ -132,7 +163,7 @@ class TrainCommon(Section):
     early_stopping_patience: int = Field(ge=0)  # epochs without a better val_loss; 0: never stop early
     restore_best: bool  # end with the weights of the best val_loss epoch
     monitor_from_epoch: int = Field(ge=0)  # epochs before val_loss counts for early stopping and restore_best
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, le=MAX_SEED)
     strategy: Literal["auto", "multi_worker"]
     mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
     xla: Literal["auto", "on", "off"]  # auto: on GPU only
@@ -179,7 +210,6 @@ class TrainUnet(TrainCommon):
 class Evaluate(Section):
     threshold: float = Field(gt=0, lt=1)
     mask_threshold: float = Field(gt=0, lt=1)
-    gate: Literal["unet_area", "classifier"]
     min_tumour_pixels: int = Field(ge=0)
 
 
@@ -237,7 +267,15 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
     if not path.is_file():
         raise PipelineError(f"{path} not found; run the stage from the repository root")
     try:
-        raw = yaml.load(path.read_text(), Loader=ParamsLoader)  # noqa: S506 (a SafeLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=ParamsLoader)  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as error:
+        raise PipelineError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at position {error.start}); "
+            "save it as UTF-8"
+        ) from None
+    except DuplicateKey as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        raise PipelineError(f"{path}, line {line}: {error.problem}") from None
     except yaml.YAMLError as error:
         raise PipelineError(f"{path} is not valid YAML ({error.__class__.__name__}); fix its syntax") from None
     return parse_params(raw, path)

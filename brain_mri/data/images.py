@@ -1,6 +1,7 @@
 """Image decoding and the brain crop: pure functions from bytes or arrays to arrays."""
 
 import io
+import math
 import warnings
 
 import cv2
@@ -122,6 +123,16 @@ def _read_tiff(data: bytes, name: str) -> np.ndarray:
     if not data:
         raise PipelineError(f"{name}: empty file; remove it or restore it from the archive")
     try:
-        return tifffile.imread(io.BytesIO(data))
+        with tifffile.TiffFile(io.BytesIO(data)) as tiff:
+            shape = tiff.series[0].shape
+            # the header says the size: a huge slice is refused before it is decoded
+            if math.prod(shape[:2]) > MAX_PIXELS:
+                raise PipelineError(
+                    f"{name}: a TIFF of shape {shape} is larger than the {MAX_PIXELS:,} pixels we decode; "
+                    "a kaggle_3m slice is 256x256"
+                )
+            return tiff.asarray()
+    except PipelineError:
+        raise
     except Exception as error:  # tifffile raises many types for corrupt files
         raise PipelineError(f"{name}: not a readable TIFF ({type(error).__name__}); restore it") from None

@@ -2,6 +2,7 @@
 the results into the processed format (`brain_mri.data.processed`)."""
 
 import hashlib
+import os
 from multiprocessing.pool import Pool
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def pack_segmentation(slices: pd.DataFrame, pool: Pool, out: Path) -> tuple[pd.D
     shape = (len(slices), SLICE_SIZE, SLICE_SIZE)
     images = np.lib.format.open_memmap(out / "slices.npy", "w+", np.uint8, (*shape, 3))
     masks = np.lib.format.open_memmap(out / "masks.npy", "w+", np.uint8, shape)
+    _reserve(out / "slices.npy"), _reserve(out / "masks.npy")
     rejected, kept = [], []
     jobs = list(zip(slices["image_path"], slices["mask_path"], strict=True))
     results = pool.imap(try_slice, jobs, chunksize=8)
@@ -110,6 +112,14 @@ def pack_segmentation(slices: pd.DataFrame, pool: Pool, out: Path) -> tuple[pd.D
     manifest = pd.DataFrame(kept).drop(columns="Index")
     manifest.insert(0, "row", range(len(manifest)))
     return manifest, rejected
+
+
+def _reserve(path: Path) -> None:
+    """Give a new (sparse) memory-mapped file its disk space now: on a full disk this fails with
+    ENOSPC, a clear error, where writing through the map later would kill the process with SIGBUS."""
+    if hasattr(os, "posix_fallocate"):  # Linux; macOS has none
+        with path.open("r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
 
 
 def _truncate(path: Path, rows: int) -> None:

@@ -5,20 +5,7 @@ import numpy as np
 import pandas as pd
 
 from brain_mri.data.processed import FLAIR  # the channel that shows the tumour
-
-
-def overlay(image: np.ndarray, truth: np.ndarray | None, predicted: np.ndarray) -> np.ndarray:
-    """Image in grey (FLAIR for LGG slices), ground truth in green, prediction in red (yellow where both).
-
-    Returns float RGB in 0..1. Grey scans have three equal channels, so channel 1 is right
-    for them too.
-    """
-    grey = image[..., FLAIR] if image.ndim == 3 else image
-    picture = np.repeat(grey[..., None], 3, axis=2).astype(np.float32) / 255 * 0.7
-    if truth is not None:
-        picture[..., 1] += 0.3 * truth.astype(bool)
-    picture[..., 0] += 0.3 * predicted.astype(bool)
-    return np.clip(picture, 0, 1)
+from brain_mri.inference.overlay import overlay
 
 
 def prediction_grid(

@@ -9,14 +9,13 @@ from brain_mri.common.params import Evaluate
 from brain_mri.data.processed import ClassificationData, SegmentationData, split_rows
 from brain_mri.evaluation.scores import (
     best_f1_threshold,
-    cascade,
     classification_scores,
-    gate_by_area,
     gate_misses,
     per_patient_scores,
     per_slice_summary,
     segmentation_scores,
 )
+from brain_mri.inference.cascade import predict_images
 from brain_mri.training.pipelines import classification_dataset, segmentation_dataset
 
 BATCH = 16
@@ -43,13 +42,23 @@ def unet_masks(model: keras.Model, slices, masks, rows: np.ndarray, threshold: f
     )
 
 
-def score_classifier(classifier: keras.Model, data: ClassificationData, config: Evaluate) -> tuple[dict, pd.DataFrame]:
+def image_cascade(classifier: keras.Model, unet: keras.Model, data: ClassificationData, rows, config: Evaluate) -> dict:
+    """The test images through predict's cascade: how often its tumour call (segmented or not) is right."""
+    images = [np.asarray(data.images[row]) for row in rows]
+    _, _, segmented, _ = cascade_on_inputs(images, "image", (classifier, unet), config)
+    return {"gate": "classifier", "accuracy": float((segmented == data.labels[rows].astype(bool)).mean())}
+
+
+def score_classifier(
+    classifier: keras.Model, unet: keras.Model, data: ClassificationData, config: Evaluate
+) -> tuple[dict, pd.DataFrame]:
     """Test scores at the threshold param, the best-F1 threshold on val, and (label, P) per test image."""
     test_rows, val_rows = split_rows(data.manifest, "test"), split_rows(data.manifest, "val")
     test_probabilities = classifier_probabilities(classifier, data.images, test_rows)
     report = classification_scores(data.labels[test_rows], test_probabilities, config.threshold)
     val_probabilities = classifier_probabilities(classifier, data.images, val_rows)
     report["best_f1_threshold_on_val"] = best_f1_threshold(data.labels[val_rows], val_probabilities)
+    report["cascade"] = image_cascade(classifier, unet, data, test_rows, config)
     return report, pd.DataFrame({"label": data.labels[test_rows], "probability": test_probabilities})
 
 
@@ -64,20 +73,52 @@ def score_segmentation(
     per_patient = per_patient_scores(test["patient"], predicted, truth)
     report = segmentation_scores(per_patient, per_slice_summary(predicted, truth))
 
-    # the cascade: a tumour / no-tumour gate per slice, then the U-Net's mask where positive
-    if config.gate == "unet_area":
-        positive = gate_by_area(predicted, config.min_tumour_pixels)
-    else:
-        positive = classifier_probabilities(classifier, data.slices, rows) >= config.threshold
-    through_cascade = per_patient_scores(test["patient"], cascade(predicted, positive), truth)
+    # the cascade exactly as predict runs it on these slices, beside the same path without the gate
+    through, ungated, gate_says_tumour, classifier_says_tumour = cascade_on_inputs(
+        [np.asarray(data.slices[row]) for row in rows], "slice", (classifier, unet), config
+    )
+    through_cascade = per_patient_scores(test["patient"], through, truth)
+    without_gate = per_patient_scores(test["patient"], ungated, truth)
+    has_tumour = truth.reshape(len(truth), -1).any(axis=1)
     report["cascade"] = {
-        "gate": config.gate,
+        "gate": "unet_area",
         "dice_mean": float(through_cascade["dice"].mean()),
         "dice_median": float(through_cascade["dice"].median()),
-        **gate_misses(truth, positive),
+        "ungated_dice_mean": float(without_gate["dice"].mean()),
+        "ungated_dice_median": float(without_gate["dice"].median()),
+        "healthy_slices_with_false_positive": per_slice_summary(through, truth)["healthy_slices_with_false_positive"],
+        "ungated_healthy_slices_with_false_positive": per_slice_summary(ungated, truth)[
+            "healthy_slices_with_false_positive"
+        ],
+        **gate_misses(truth, gate_says_tumour),
+        # what the classifier gate would do here: the reason slices are gated by area
+        "classifier_sensitivity_on_slices": share(classifier_says_tumour[has_tumour]),
+        "classifier_specificity_on_slices": share(~classifier_says_tumour[~has_tumour]),
     }
     per_patient["cascade_dice"] = through_cascade["dice"].to_numpy()
     return report, per_patient, example_rows(test, data.slices, truth, predicted, per_patient)
+
+
+def share(calls: np.ndarray) -> float:
+    """The fraction of True, NaN for no calls at all."""
+    return float(calls.mean()) if len(calls) else float("nan")
+
+
+def cascade_on_inputs(
+    images: list[np.ndarray], kind: str, models, config: Evaluate
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """predict's cascade on inputs of one kind, in batches as predict takes them: its masks, the
+    U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
+    predictions = []
+    for start in range(0, len(images), BATCH):
+        batch = images[start : start + BATCH]
+        predictions.extend(predict_images(batch, [kind] * len(batch), models, config))
+    return (
+        np.stack([p.mask > 0 for p in predictions]),
+        np.stack([p.unet_mask > 0 for p in predictions]),
+        np.array([p.segmented for p in predictions]),
+        np.array([p.tumour_probability >= config.threshold for p in predictions]),
+    )
 
 
 def example_rows(

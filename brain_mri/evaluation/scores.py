@@ -99,16 +99,6 @@ def segmentation_scores(per_patient: pd.DataFrame, per_slice: dict) -> dict:
     }
 
 
-def gate_by_area(predicted: np.ndarray, min_pixels: int) -> np.ndarray:
-    """A slice is positive when its predicted mask has more than min_pixels pixels."""
-    return predicted.reshape(len(predicted), -1).sum(axis=1) > min_pixels
-
-
-def cascade(predicted: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Masks of the classify-then-segment cascade: the U-Net's mask where the gate says tumour."""
-    return predicted & positive[:, None, None]
-
-
 def gate_misses(truth: np.ndarray, positive: np.ndarray) -> dict:
     """How many tumour slices the gate sent away, and how many healthy slices it let through."""
     has_tumour = truth.reshape(len(truth), -1).any(axis=1)

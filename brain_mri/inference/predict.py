@@ -6,21 +6,30 @@ import numpy as np
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.outputs import write_png
+from brain_mri.common.params import Evaluate
 from brain_mri.data.layouts import IMAGE_SUFFIXES, SLICE_NAME
-from brain_mri.evaluation.figures import overlay
-from brain_mri.inference.inputs import classifier_input, mask_at_input_size, unet_input
+from brain_mri.inference.cascade import input_kind, predict_images
+from brain_mri.inference.overlay import overlay
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given, folders as the image files inside them (recursively), in order; in a folder,
-    a kaggle_3m ground-truth mask (`<patient>_<k>_mask.tif`) is not a scan to predict on."""
+def expand_inputs(inputs: list[Path], out: Path) -> list[Path]:
+    """Files as given, folders as the image files inside them (recursively), in order. In a folder,
+    a kaggle_3m ground-truth mask (`<patient>_<k>_mask.tif`) is not a scan to predict on, and
+    nothing under `out` is read: a second run never predicts on the first run's masks."""
+    if out.exists() and not out.is_dir():
+        raise PipelineError(f"--out {out} is a file; name a folder for the masks, overlays and predictions.csv")
     files = []
     for path in inputs:
         if not path.exists():
             raise PipelineError(f"{path} does not exist; pass image files or folders of images")
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            files.extend(p for p in found if not ((match := SLICE_NAME.match(p.name)) and match["mask"]))
+            files.extend(
+                p
+                for p in found
+                if not ((match := SLICE_NAME.match(p.name)) and match["mask"])
+                and not p.resolve().is_relative_to(out.resolve())
+            )
         else:
             files.append(path)
     if not files:
@@ -29,46 +38,44 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 
 def output_stems(files: list[Path]) -> list[str]:
-    """A distinct output name per input, also for two inputs called the same in two folders."""
-    seen: dict[str, int] = {}
+    """A distinct output name per input: the file's stem, or for a second input of that stem the stem
+    and the first free -2, -3, ... that no input's own stem takes (a.png, a.jpg, a-2.png: a, a-3, a-2)."""
+    own = {path.stem for path in files}
+    taken: set[str] = set()
     stems = []
     for path in files:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}-{count + 1}")
+        stem, number = path.stem, 1
+        while stem in taken or (number > 1 and stem in own):
+            number += 1
+            stem = f"{path.stem}-{number}"
+        taken.add(stem)
+        stems.append(stem)
     return stems
 
 
 def predict_batch(
-    batch: list[tuple[Path, str, np.ndarray]], models, thresholds, cascade: bool, out: Path
+    batch: list[tuple[Path, str, np.ndarray]], models, config: Evaluate, cascade: bool, kind: str, out: Path
 ) -> list[dict]:
-    """Classify and segment a batch of (path, output stem, decoded image); write each mask and overlay.
+    """The cascade on a batch of (path, output stem, decoded image); writes each mask and overlay.
 
-    With `cascade`, only inputs classified as tumour keep their mask. One row per input.
+    `kind` is slice, image, or auto (each input's own, by its file type). One row per input.
     """
-    classifier, unet = models
-    threshold, mask_threshold = thresholds
-    images = [image for _, _, image in batch]
-    probabilities = classifier.predict(
-        np.stack([classifier_input(i, classifier.input_shape[1]) for i in images]), verbose=0
-    )[:, 0]
-    maps = unet.predict(np.stack([unet_input(i, unet.input_shape[1]) for i in images]), verbose=0)[..., 0]
+    kinds = [input_kind(path) if kind == "auto" else kind for path, _, _ in batch]
+    predictions = predict_images([image for _, _, image in batch], kinds, models, config, cascade)
     rows = []
-    for (path, stem, image), probability, probability_map in zip(batch, probabilities, maps, strict=True):
-        segmented = not cascade or probability >= threshold
-        mask = mask_at_input_size(probability_map, image.shape[:2], mask_threshold)
-        if not segmented:
-            mask[:] = 0
-        write_png(out / f"{stem}_mask.png", mask)
-        write_png(out / f"{stem}_overlay.png", (overlay(image, None, mask) * 255).astype(np.uint8))
+    for (path, stem, image), this_kind, prediction in zip(batch, kinds, predictions, strict=True):
+        write_png(out / f"{stem}_mask.png", prediction.mask)
+        write_png(out / f"{stem}_overlay.png", overlay(image, None, prediction.mask))
         rows.append(
             {
                 "input": str(path),
                 "status": "ok",
-                "tumour_probability": round(float(probability), 4),
-                "classified_tumour": bool(probability >= threshold),
-                "segmented": segmented,
-                "tumour_pixels": int(np.count_nonzero(mask)),
+                "input_kind": this_kind,
+                "tumour_probability": round(prediction.tumour_probability, 4),
+                "classified_tumour": prediction.tumour_probability >= config.threshold,
+                "gate": prediction.gate if cascade else "none",
+                "segmented": prediction.segmented,
+                "tumour_pixels": int(np.count_nonzero(prediction.mask)),
                 "mask": f"{stem}_mask.png",
                 "overlay": f"{stem}_overlay.png",
             }

@@ -6,8 +6,8 @@ evaluation and predict feed the same thing.
 
 import keras
 
-from brain_mri.common.errors import PipelineError
 from brain_mri.models.batch_norm import use_batch_norm_momentum
+from brain_mri.models.pretrained import weights_error
 
 # VGG16's convolution blocks: filters per block, convolutions per block
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -44,11 +44,8 @@ def _vgg16_pretrained(inputs: keras.KerasTensor, weights: str) -> keras.KerasTen
     x = keras.layers.Normalization(mean=IMAGENET_MEANS, variance=(1.0, 1.0, 1.0))(inputs)
     try:
         base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=inputs.shape[1:])
-    except (OSError, ValueError) as error:
-        raise PipelineError(
-            f"train_classifier.weights: cannot load VGG16 weights {weights!r} ({error}); "
-            "use null, imagenet or a weights file"
-        ) from None
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        raise weights_error("train_classifier.weights", weights, error) from None
     return base(x)
 
 

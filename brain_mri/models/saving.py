@@ -3,6 +3,7 @@
 import json
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import keras
 
@@ -16,12 +17,33 @@ from brain_mri.models.unet import PerSliceIntensity  # noqa: F401
 PROVENANCE = "provenance.json"
 
 
-def load_model(path: str) -> keras.Model:
-    """Load a saved model for inference, in Keras safe mode (no arbitrary code)."""
+# what each model answers: P(tumour) per image, or per pixel
+OUTPUT_RANK = {"classifier": 2, "unet": 4}
+
+
+def load_model(path: str | Path, kind: Literal["classifier", "unet"]) -> keras.Model:
+    """Load a saved model for inference, in Keras safe mode (no arbitrary code), checking that it
+    is the kind of model asked for (a classifier copied over unet.keras is refused, not run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path} not found; run `dvc repro` to train it, or pass the folder that holds it")
+    if not zipfile.is_zipfile(path):
+        raise PipelineError(
+            f"{path} is not a Keras model file (damaged, or another format); train it again or restore it"
+        )
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError) as error:
-        raise PipelineError(f"{path}: cannot load the model ({error}); run `dvc repro` to train it") from None
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged or unsafe file
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise PipelineError(f"{path}: cannot load the model ({reason}); train it again or restore it") from None
+    rank = len(model.output_shape)
+    if rank != OUTPUT_RANK[kind] or model.output_shape[-1] != 1:
+        found = next((name for name, expected in OUTPUT_RANK.items() if expected == rank), "another model")
+        raise PipelineError(
+            f"{path} holds {'a ' + found if found != 'another model' else found} (output {model.output_shape}), "
+            f"not the {kind}; put the {kind} model there"
+        )
+    return model
 
 
 def for_inference(model: keras.Model) -> keras.Model:

@@ -8,6 +8,7 @@ import keras
 import segmentation_models as sm
 
 from brain_mri.models.batch_norm import use_batch_norm_momentum
+from brain_mri.models.pretrained import weights_error
 
 
 @keras.saving.register_keras_serializable(package="brain_mri")
@@ -41,13 +42,18 @@ def build_unet(
     `input_scaling`: `fixed` divides pixels by 255; `per_slice` is `PerSliceIntensity`.
     """
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    unet = sm.Unet(
-        backbone,
-        encoder_weights=encoder_weights,
-        input_shape=(image_size, image_size, 3),
-        classes=1,
-        activation="sigmoid",
-    )
+    try:
+        unet = sm.Unet(
+            backbone,
+            encoder_weights=encoder_weights,
+            input_shape=(image_size, image_size, 3),
+            classes=1,
+            activation="sigmoid",
+        )
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        if encoder_weights is None:
+            raise
+        raise weights_error("train_unet.encoder_weights", encoder_weights, error) from None
     scaled = PerSliceIntensity()(inputs) if input_scaling == "per_slice" else keras.layers.Rescaling(1 / 255)(inputs)
     probabilities = unet(scaled)
     # float32 output even under mixed precision, for a stable loss

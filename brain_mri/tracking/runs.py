@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 import psutil
@@ -29,6 +30,18 @@ TRAINING_VIEW = ("mlflow.experimentKind", "custom_model_development")
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set, else a SQLite store at the real repository root."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def move_credentials_out_of_the_uri() -> None:
+    """A user and password in MLFLOW_TRACKING_URI move to MLflow's own MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (the same basic auth), because MLflow prints the URI in every run link."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or parts.username is None:
+        return
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username))
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password or ""))
+    os.environ["MLFLOW_TRACKING_URI"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def flatten(section: dict, prefix: str = "") -> dict[str, object]:
@@ -169,6 +182,7 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
     if not is_chief():
         yield None
         return
+    move_credentials_out_of_the_uri()
     uri = tracking_uri()
     experiment_id = _use_experiment(uri)
     mlflow.set_experiment(experiment_id=experiment_id)
