@@ -36,7 +36,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for masks, overlays and predictions.csv")
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder with classifier.keras, unet.keras")
     parser.add_argument(
-        "--no-cascade", action="store_true", help="segment every input, not only those classified as tumour"
+        "--no-cascade", action="store_true", help="keep every input's mask, not only those the gate calls tumour"
     )
     parser.add_argument(
         "--kind",

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
+from brain_mri.common.cluster import is_chief
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import load_params
 from brain_mri.data.images import crop_to_brain, decode_image, read_mask, read_slice
@@ -110,17 +111,23 @@ def test_a_slice_that_is_not_8_bit_rgb_is_refused(name, array, message):
         read_slice(_encoded(array, "TIFF"), name)
 
 
-def test_a_huge_tiff_slice_is_refused_before_it_is_decoded(tmp_path):
+def test_a_huge_tiff_slice_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
     """8000x8000x3 (192 MB decoded), written tile by tile and compressed: a 1 MB file. Refused from
-    its header, so decoding it never costs the memory."""
+    its header, so decoding it never costs the memory; and a stack of pages is counted whole."""
     tile = np.zeros((1024, 1024, 3), np.uint8)
     buffer = io.BytesIO()
     tiles = (tile for _ in range(64))  # 8 x 8 tiles of 1024 (the last row and column padded)
     tifffile.imwrite(buffer, tiles, shape=(8000, 8000, 3), dtype=np.uint8, tile=(1024, 1024), compression="zlib")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(PipelineError, match=r"larger than the 40,000,000 pixels we decode"):
-        read_slice(buffer.getvalue(), "huge.tif")
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000, "not decoded (kB)"
+    stack = io.BytesIO()  # 200 pages of 512x512x3: each small, 157 million values together
+    tifffile.imwrite(stack, (tile[:512, :512] for _ in range(200)), shape=(200, 512, 512, 3), dtype=np.uint8)
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(tifffile.TiffFile, "asarray", never)
+    for name, data in (("huge.tif", buffer.getvalue()), ("stack.tif", stack.getvalue())):
+        with pytest.raises(PipelineError, match=r"larger than the 40,000,000 pixels we decode"):
+            read_slice(data, name)
 
 
 def test_a_truncated_tiff_is_refused():
@@ -359,12 +366,21 @@ def test_imagenet_weights_without_network_say_where_to_put_the_file(tiny_process
 
 
 @pytest.mark.parametrize(
-    "tf_config", ["{not json", '{"cluster": {}}', '{"cluster": {"worker": ["a:1"]}, "task": {}}', "[1]"]
+    "tf_config",
+    [
+        "{not json",
+        '{"cluster": {}}',
+        '{"cluster": {"worker": ["a:1"]}, "task": {}}',
+        "[1]",
+        '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": "0"}}',
+        '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+    ],
 )
 def test_a_malformed_tf_config_is_one_line_saying_what_it_should_hold(monkeypatch, tf_config):
     monkeypatch.setenv("TF_CONFIG", tf_config)
-    with pytest.raises(PipelineError, match=r"TF_CONFIG is not a cluster description; set it to JSON like"):
-        choose_strategy("multi_worker")
+    for reads_it in (lambda: choose_strategy("multi_worker"), is_chief):  # the strategy, and who logs and saves
+        with pytest.raises(PipelineError, match=r"TF_CONFIG is not a cluster description; set it to JSON like"):
+            reads_it()
 
 
 def test_a_damaged_model_file_or_the_wrong_model_is_one_clear_error(untrained_models, tmp_path):

@@ -301,6 +301,7 @@ def test_every_url_in_an_error_line_is_shown_without_credentials_or_query():
     )
     plain = "data/raw/segmentation: 2 patients (see ../shared/datasets/README.md)"
     assert redacted(plain) == plain
+    assert "pw" not in redacted("no server at http://u:pw@[::1 (malformed)")
 
 
 @pytest.mark.reliability

@@ -26,7 +26,10 @@ URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]+""")
 def shown_location(location: str) -> str:
     """A location as messages and outputs may show it: a URL (any scheme) without user, password, query
     or fragment; a path or a Kaggle slug as it is."""
-    parts = urlsplit(location)
+    try:
+        parts = urlsplit(location)
+    except ValueError:  # e.g. an unclosed [ in the host: show nothing of it
+        return "<a malformed URL>"
     if not (parts.scheme and parts.netloc):
         return location
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -35,6 +35,9 @@ class ParamsLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
+            # the keys written in this mapping; merged ones (<<: *anchor) may be overridden, as YAML means
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise DuplicateKey(None, None, f"{key!r} appears twice in one section; keep one", key_node.start_mark)

@@ -125,8 +125,8 @@ def _read_tiff(data: bytes, name: str) -> np.ndarray:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tiff:
             shape = tiff.series[0].shape
-            # the header says the size: a huge slice is refused before it is decoded
-            if math.prod(shape[:2]) > MAX_PIXELS:
+            # the header says the size: a huge slice (or a stack of pages) is refused before it is decoded
+            if math.prod(shape) > 3 * MAX_PIXELS:
                 raise PipelineError(
                     f"{name}: a TIFF of shape {shape} is larger than the {MAX_PIXELS:,} pixels we decode; "
                     "a kaggle_3m slice is 256x256"

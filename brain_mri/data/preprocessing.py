@@ -1,6 +1,7 @@
 """crop_split's work: decode, validate, crop and resize each file (in worker processes), and pack
 the results into the processed format (`brain_mri.data.processed`)."""
 
+import errno
 import hashlib
 import os
 from multiprocessing.pool import Pool
@@ -94,7 +95,8 @@ def pack_segmentation(slices: pd.DataFrame, pool: Pool, out: Path) -> tuple[pd.D
     shape = (len(slices), SLICE_SIZE, SLICE_SIZE)
     images = np.lib.format.open_memmap(out / "slices.npy", "w+", np.uint8, (*shape, 3))
     masks = np.lib.format.open_memmap(out / "masks.npy", "w+", np.uint8, shape)
-    _reserve(out / "slices.npy"), _reserve(out / "masks.npy")
+    _reserve(out / "slices.npy")
+    _reserve(out / "masks.npy")
     rejected, kept = [], []
     jobs = list(zip(slices["image_path"], slices["mask_path"], strict=True))
     results = pool.imap(try_slice, jobs, chunksize=8)
@@ -117,15 +119,21 @@ def pack_segmentation(slices: pd.DataFrame, pool: Pool, out: Path) -> tuple[pd.D
 def _reserve(path: Path) -> None:
     """Give a new (sparse) memory-mapped file its disk space now: on a full disk this fails with
     ENOSPC, a clear error, where writing through the map later would kill the process with SIGBUS."""
-    if hasattr(os, "posix_fallocate"):  # Linux; macOS has none
-        with path.open("r+b") as handle:
+    if not hasattr(os, "posix_fallocate"):  # Linux has it; macOS has none
+        return
+    with path.open("r+b") as handle:
+        try:
             os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot reserve
+                raise
 
 
 def _truncate(path: Path, rows: int) -> None:
     """Keep the first rows of a .npy file, copying in chunks rather than loading it."""
     source = np.load(path, mmap_mode="r")
     target = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), "w+", source.dtype, (rows, *source.shape[1:]))
+    _reserve(path.with_suffix(".tmp.npy"))
     for start in range(0, rows, 256):
         stop = min(start + 256, rows)
         target[start:stop] = source[start:stop]

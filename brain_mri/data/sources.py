@@ -202,6 +202,11 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
     headers = {"Range": f"bytes={done}-"} if done else {}
     try:
         with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+            if not sha256 and response.url.lower().startswith("http://") and not url.lower().startswith("http://"):
+                raise PipelineError(
+                    f"{shown_location(url)} redirected to plain http://, where anyone on the way could change "
+                    "the data; set download.sha256 to accept it"
+                )
             if response.status_code == 416:  # the part file is already complete
                 pass
             else:
@@ -245,8 +250,8 @@ def download_url(url: str, destination: Path, sha256: str | None) -> Path:
     return destination
 
 
-# the first bytes of the archive formats download reads (tar's "ustar" sits at byte 257)
-ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+# the first bytes of the archives download reads: zip, gzip (.tar.gz), and tar's "ustar" at byte 257
+ARCHIVE_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b")
 
 
 def _is_archive_data(path: Path) -> bool:

@@ -3,9 +3,10 @@
 Each input gets a tumour / no-tumour gate, then keeps the U-Net's mask only where the gate
 says tumour. The gate depends on what the input is. An MRI slice as kaggle_3m stores it (a
 TIFF of three sequences) is gated by the U-Net's own predicted area: the classifier learned
-its tumours from the 253-image set and called 93% of the LGG tumour slices of 86 patients
-outside ../shared healthy. Any other image (JPEG/PNG, the classification set's kind) is
-gated by the classifier, which is what it was trained on.
+its tumours from the 253-image set and calls LGG slices healthy (all 366 test slices of the
+59-patient split, docs/lab-notebook.md). Any other image (JPEG/PNG, the classification set's
+kind) is gated by the classifier, which is what it was trained on; for those the cascade's
+tumour call is the classifier's.
 """
 
 from collections.abc import Sequence

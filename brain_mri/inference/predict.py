@@ -33,7 +33,10 @@ def expand_inputs(inputs: list[Path], out: Path) -> list[Path]:
         else:
             files.append(path)
     if not files:
-        raise PipelineError("no image files found in the inputs; pass JPEG/PNG/TIFF files or folders of them")
+        raise PipelineError(
+            "no image files found in the inputs (files under --out are never read); "
+            "pass JPEG/PNG/TIFF files or folders of them"
+        )
     return files
 
 

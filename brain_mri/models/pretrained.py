@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from brain_mri.common.errors import PipelineError
+from brain_mri.common.errors import PipelineError, redacted
 
 
 def keras_weights_folder() -> Path:
@@ -13,7 +13,7 @@ def keras_weights_folder() -> Path:
 
 def weights_error(param: str, weights: str, error: Exception) -> PipelineError:
     """One line for weights that could not be downloaded or read: offline, where to put the file."""
-    reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+    reason = redacted(str(error)).splitlines()[0][:160] if str(error) else type(error).__name__
     return PipelineError(
         f"{param}: cannot load the {weights!r} weights ({reason}); without internet, download the file once "
         f"elsewhere and put it in {keras_weights_folder()} (where Keras looks first), or use null to train "

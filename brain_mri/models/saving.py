@@ -7,7 +7,7 @@ from typing import Literal
 
 import keras
 
-from brain_mri.common.errors import PipelineError
+from brain_mri.common.errors import PipelineError, redacted
 from brain_mri.common.outputs import atomic_file
 
 # the custom layer must be registered before a U-Net that uses it is loaded
@@ -34,7 +34,7 @@ def load_model(path: str | Path, kind: Literal["classifier", "unet"]) -> keras.M
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or unsafe file
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        reason = redacted(str(error)).splitlines()[0][:160] if str(error) else type(error).__name__
         raise PipelineError(f"{path}: cannot load the model ({reason}); train it again or restore it") from None
     rank = len(model.output_shape)
     if rank != OUTPUT_RANK[kind] or model.output_shape[-1] != 1:

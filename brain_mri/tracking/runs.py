@@ -5,7 +5,6 @@ under one parent run, found through the DVC process that runs them (stages are s
 processes, so the DVC process is what they share).
 """
 
-import json
 import os
 import socket
 import time
@@ -19,7 +18,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from brain_mri.common.errors import PipelineError
+from brain_mri.common.cluster import is_chief
+from brain_mri.common.errors import PipelineError, redacted
 from brain_mri.common.repo import git_commit, repo_root
 
 EXPERIMENT = "brain-mri"
@@ -94,13 +94,19 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
+def _basic_auth() -> tuple[str, str] | None:
+    """The user and password MLflow itself sends (MLFLOW_TRACKING_USERNAME / _PASSWORD), for the health check."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    return (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
+
+
 def check_reachable(uri: str) -> None:
     """Fail at once, naming the URI, when a tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
         # 5 s to connect finds an unreachable server fast; 30 s to answer spares a busy one
-        requests.get(f"{uri.rstrip('/')}/health", timeout=(5, 30)).raise_for_status()
+        requests.get(f"{uri.rstrip('/')}/health", auth=_basic_auth(), timeout=(5, 30)).raise_for_status()
     except requests.RequestException as error:
         raise PipelineError(
             f"MLflow tracking server {uri} is unreachable ({type(error).__name__}); "
@@ -129,7 +135,7 @@ def _use_experiment(uri: str) -> str:
             mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *TRAINING_VIEW)
     except MlflowException as error:
         raise PipelineError(
-            f"MLflow tracking store {uri} is not usable ({str(error).splitlines()[0][:200]}); "
+            f"MLflow tracking store {uri} is not usable ({redacted(str(error)).splitlines()[0][:200]}); "
             "fix MLFLOW_TRACKING_URI or unset it"
         ) from None
     return experiment.experiment_id
@@ -206,7 +212,7 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
             mlflow.end_run("FAILED")
         raise PipelineError(
             f"MLflow tracking server {uri} stopped answering during the {stage} run "
-            f"({str(error).splitlines()[0][:160]}); start it again and rerun: training resumes "
+            f"({redacted(str(error)).splitlines()[0][:160]}); start it again and rerun: training resumes "
             "from its last finished epoch"
         ) from None
     except BaseException:
@@ -222,12 +228,3 @@ def _answers(uri: str) -> bool:
     except PipelineError:
         return False
     return True
-
-
-def is_chief() -> bool:
-    """True unless TF_CONFIG names this process a worker other than worker 0."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if task.get("type", "chief") == "chief":
-        return True
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in config.get("cluster", {})

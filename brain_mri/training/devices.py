@@ -1,13 +1,12 @@
 """What a run trains on: the distribution strategy, precision and XLA, and the report of it all."""
 
-import json
-import os
 import shutil
 import subprocess
 
 import keras
 import tensorflow as tf
 
+from brain_mri.common.cluster import tf_config
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import TrainCommon
 from brain_mri.training.multi_worker import enable_keras_multi_worker
@@ -19,9 +18,8 @@ def choose_strategy(kind: str) -> tf.distribute.Strategy:
     with Keras' trainer fixed for it (brain_mri.training.multi_worker, keras-team/keras#20585).
     """
     if kind == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
+        if not tf_config():
             raise PipelineError("strategy multi_worker needs TF_CONFIG describing the cluster; set it or use auto")
-        check_tf_config(os.environ["TF_CONFIG"])
         enable_keras_multi_worker()
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
@@ -31,22 +29,6 @@ def choose_strategy(kind: str) -> tf.distribute.Strategy:
     if len(cpus) > 1:
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
-
-
-def check_tf_config(text: str) -> None:
-    """TF_CONFIG as TensorFlow reads it: JSON with a cluster of workers and this task's type and index."""
-    try:
-        config = json.loads(text)
-        workers = config["cluster"]["worker"]
-        task = config["task"]
-        valid = isinstance(workers, list) and task["type"] in config["cluster"] and int(task["index"]) >= 0
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise PipelineError(
-            'TF_CONFIG is not a cluster description; set it to JSON like {"cluster": {"worker": ["host1:port", '
-            '"host2:port"]}, "task": {"type": "worker", "index": 0}}'
-        )
 
 
 def use_precision_and_xla(config: TrainCommon) -> tuple[str, bool]:
