@@ -16,6 +16,7 @@ def test_the_committed_params_are_valid():
     assert params.train_classifier.weights is None
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     ("section", "key", "value", "message"),
     [
