@@ -21,11 +21,10 @@ import pandas as pd
 from brain_mri.common.params import load_params
 from brain_mri.data.processed import read_segmentation
 from brain_mri.evaluation.scores import per_patient_scores, per_slice_summary
-from brain_mri.inference.cascade import gate_passes, predict_images
+from brain_mri.inference.cascade import gate_passes, predict_in_batches
 from brain_mri.models.saving import load_model
 
 GRID = (0, 25, 50, 100, 150, 200, 300, 400, 600)
-BATCH = 16
 
 
 def cascade_predictions(folder: Path, split: str, config) -> tuple[pd.DataFrame, list, np.ndarray]:
@@ -36,11 +35,8 @@ def cascade_predictions(folder: Path, split: str, config) -> tuple[pd.DataFrame,
         load_model(folder / "models/classifier.keras", "classifier"),
         load_model(folder / "models/unet.keras", "unet"),
     )
-    predictions = []
-    for start in range(0, len(rows), BATCH):
-        batch = [np.asarray(data.slices[row]) for row in rows["row"][start : start + BATCH]]
-        predictions.extend(predict_images(batch, ["slice"] * len(batch), models, config))
-    return rows, predictions, data.masks[rows["row"].to_numpy()] > 0
+    slices = [np.asarray(data.slices[row]) for row in rows["row"]]
+    return rows, predict_in_batches(slices, "slice", models, config), data.masks[rows["row"].to_numpy()] > 0
 
 
 def scores_at(rows: pd.DataFrame, predictions: list, truth: np.ndarray, config) -> dict:

@@ -214,6 +214,11 @@ def test_a_full_disk_fails_the_stage_clearly_and_keeps_the_earlier_output(tiny_p
     assert not list((work / "data").glob(".processed.partial-*")), "no half-written output left"
 
 
+def contents(folder: Path) -> dict[Path, bytes]:
+    """Every file under folder, by its path there, with its bytes: to compare a folder before and after."""
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 @contextlib.contextmanager
 def mounted_tmpfs(folder: Path, megabytes: int) -> Iterator[Path]:
     """A real filesystem of `megabytes` at `folder` (root can mount one; elsewhere the test skips)."""
@@ -237,12 +242,12 @@ def test_a_really_full_filesystem_fails_crop_split_with_one_line_and_keeps_the_e
         shutil.copytree(tmp_path / "data-before/processed", work / "data/processed")
         free = shutil.disk_usage(work / "data").free
         (work / "data/filler").write_bytes(b"\0" * (free - (4 << 20)))  # 4 MB left
-        before = {p.relative_to(work): p.read_bytes() for p in (work / "data/processed").rglob("*") if p.is_file()}
+        before = contents(work / "data/processed")
         result = run_stage(work, "crop_split")
         assert result.returncode == 1, f"exit {result.returncode}: {result.stderr[-1500:]}"
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and "no space" in last and "Traceback" not in result.stderr, last
-        after = {p.relative_to(work): p.read_bytes() for p in (work / "data/processed").rglob("*") if p.is_file()}
+        after = contents(work / "data/processed")
         assert after == before, "earlier output intact"
         assert not list((work / "data").glob(".processed.partial-*")), "no half-written output left"
 
@@ -337,12 +342,12 @@ def test_a_damaged_archive_fails_the_download_with_one_line_and_keeps_the_earlie
     segmentation = shutil.copytree(tiny_processed / "data/raw/segmentation", tmp_path / "segmentation")
     local = {"download": {"source": "local", "classification": str(archive), "segmentation": str(segmentation)}}
     work = copy_work(tiny_processed, tmp_path / "work", local)
-    before = {p.relative_to(work): p.read_bytes() for p in (work / "data/raw").rglob("*") if p.is_file()}
+    before = contents(work / "data/raw")
     result = run_stage(work, "download")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and "damaged" in line and "download or copy it again" in line, line
-    assert {p.relative_to(work): p.read_bytes() for p in (work / "data/raw").rglob("*") if p.is_file()} == before
+    assert contents(work / "data/raw") == before
 
 
 @pytest.mark.parametrize(

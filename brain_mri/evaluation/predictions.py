@@ -15,7 +15,7 @@ from brain_mri.evaluation.scores import (
     per_slice_summary,
     segmentation_scores,
 )
-from brain_mri.inference.cascade import predict_images
+from brain_mri.inference.cascade import predict_in_batches
 from brain_mri.training.pipelines import classification_dataset, segmentation_dataset
 
 BATCH = 16
@@ -107,12 +107,9 @@ def share(calls: np.ndarray) -> float:
 def cascade_on_inputs(
     images: list[np.ndarray], kind: str, models, config: Evaluate
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """predict's cascade on inputs of one kind, in batches as predict takes them: its masks, the
+    """predict's cascade on inputs of one kind, in predict's batches: its masks, the
     U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
-    predictions = []
-    for start in range(0, len(images), BATCH):
-        batch = images[start : start + BATCH]
-        predictions.extend(predict_images(batch, [kind] * len(batch), models, config))
+    predictions = predict_in_batches(images, kind, models, config)
     return (
         np.stack([p.mask > 0 for p in predictions]),
         np.stack([p.unet_mask > 0 for p in predictions]),

@@ -68,3 +68,14 @@ def predict_images(
         segmented = not cascade or gate_passes(kind, float(probability), mask, config)
         predictions.append(Prediction(float(probability), gate_name(kind), segmented, mask))
     return predictions
+
+
+def predict_in_batches(
+    images: Sequence[np.ndarray], kind: str, models, config: Evaluate, batch_size: int = 16
+) -> list[Prediction]:
+    """predict_images over inputs of one kind, `batch_size` at a time (predict's default batch)."""
+    predictions = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        predictions.extend(predict_images(batch, [kind] * len(batch), models, config))
+    return predictions
