@@ -19,7 +19,12 @@ from brain_mri.tracking.models import log_keras_model, log_training
 from brain_mri.tracking.provenance import log_provenance, training_provenance
 from brain_mri.tracking.results import tag_model_file
 from brain_mri.tracking.runs import stage_run
-from brain_mri.training.devices import choose_strategy, device_report, use_precision_and_xla
+from brain_mri.training.devices import (
+    choose_strategy,
+    device_report,
+    seed_and_determinism,
+    use_precision_and_xla,
+)
 from brain_mri.training.figures import training_curves
 from brain_mri.training.fitting import backup_dir, fit
 from brain_mri.training.pipelines import classification_dataset
@@ -32,7 +37,7 @@ HISTORY = Path("metrics/train_classifier/history.csv")
 
 def main() -> None:
     config = load_params().train_classifier
-    keras.utils.set_random_seed(config.seed)
+    deterministic = seed_and_determinism(config)  # before TensorFlow starts its thread pools
     strategy = choose_strategy(config.strategy)
     policy, xla = use_precision_and_xla(config)
     data = read_classification(DATA)
@@ -65,7 +70,9 @@ def main() -> None:
             tag_model_file(MODEL)
             log_provenance(provenance, data.manifest, "classification (train split)")
             write_csv(HISTORY, history)
-            log_training(history, training_curves(history, "accuracy"), device_report(strategy, policy, xla))
+            log_training(
+                history, training_curves(history, "accuracy"), device_report(strategy, policy, xla, deterministic)
+            )
             log_keras_model(model, "classifier", val, "brain-mri-classifier" if config.register_model else None)
     shutil.rmtree(backup, ignore_errors=True)
 

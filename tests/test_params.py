@@ -120,3 +120,15 @@ def test_a_key_given_twice_is_refused_not_quietly_overwritten(tmp_path):
     path.write_text((ROOT / "params.yaml").read_text().replace("train_unet:\n", "train_unet:\n  epochs: 3\n", 1))
     with pytest.raises(PipelineError, match=r"params.yaml, line \d+: 'epochs' appears twice in one section; keep one"):
         load_params(path)
+
+
+def test_a_bare_on_or_off_means_the_word_not_a_boolean(tmp_path):
+    """YAML 1.1 reads `xla: off` (and what `dvc exp run -S train_unet.xla=off` writes) as false."""
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text()
+    path.write_text(text.replace("  xla: auto", "  xla: off").replace("  deterministic: auto", "  deterministic: on"))
+    params = load_params(path)
+    assert params.train_unet.xla == params.train_classifier.xla == "off"
+    assert params.train_unet.deterministic == params.train_classifier.deterministic == "on"
+    with pytest.raises(PipelineError, match="train_unet.mixed_precision"):
+        parse_params({**default_params(), "train_unet": {**default_params()["train_unet"], "mixed_precision": 1}})

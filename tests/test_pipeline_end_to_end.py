@@ -95,6 +95,7 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
         assert run.data.params["epochs"] == str(TINY[stage]["epochs"])
         assert "final_val_loss" in run.data.metrics
         assert run.data.tags["device"] in ("CPU", "GPU") and run.data.tags["git_commit"] != "unknown"
+        assert run.data.tags["deterministic"] == str(run.data.tags["device"] == "CPU"), "auto: on CPU only"
         history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
         assert len(history) == TINY[stage]["epochs"], "one loss value per epoch"
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
@@ -168,6 +169,17 @@ def test_a_second_repro_reruns_nothing(reproduced, tmp_path):
     assert stages_run(dvc(repo, "repro").stdout) == []
 
 
+def test_a_forced_repro_gives_back_every_tracked_file_bit_for_bit(reproduced, tmp_path):
+    """DVC's promise on the machine that made the lock: training is deterministic on CPU
+    (brain_mri.training.devices.seed_and_determinism), a model file holds no time of writing, and its
+    provenance names the code's commit, not HEAD (which the commit of the outputs moves)."""
+    repo = committed_copy(reproduced, tmp_path / "repo")
+    assert stages_run(dvc(repo, "repro", "--force").stdout) == [
+        "download", "crop_split", "train_classifier", "train_unet", "evaluate"
+    ]  # fmt: skip
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == "", "dvc.lock, metrics or plots changed"
+
+
 def predict(repo: Path, *args: str) -> subprocess.CompletedProcess:
     return run_stage(repo, "predict", *args)
 
@@ -232,7 +244,7 @@ def test_predict_with_models_trained_on_synthetic_data_warns_once_and_names_the_
 def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evaluate_do(reproduced):
     lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
-    commit = git(reproduced, "rev-parse", "HEAD").strip()
+    commit = git(reproduced, "log", "-1", "--format=%H", "--", "stages", "brain_mri").strip()
     mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
@@ -244,7 +256,7 @@ def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evalu
         (data,) = [dep for dep in lock["stages"][stage]["deps"] if dep["path"] == f"data/processed/{kind}"]
         assert provenance["data_dvc_md5"] == data["md5"], "the hash DVC gives the training data"
         assert provenance["trained_on"] == provenance["data_source"] == "synthetic"
-        assert provenance["params"] == params[stage] and provenance["git_commit"] == commit
+        assert provenance["params"] == params[stage] and provenance["code_commit"] == commit
         manifest = pd.read_csv(reproduced / f"data/processed/{kind}/manifest.csv")
         train = manifest[manifest["split"] == "train"]
         expected = (

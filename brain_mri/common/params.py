@@ -6,10 +6,10 @@ before any expensive work, with one line that names the key and the fix.
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from brain_mri.common.errors import PipelineError, shown_location
 
@@ -21,6 +21,13 @@ SEGMENTATION_BACKBONES = (
     "mobilenetv2",
     "efficientnetb0",
 )
+
+
+# auto | on | off. YAML 1.1 (PyYAML, and DVC's `-S key=off`) reads a bare on/off as true/false: taken as meant
+Switch = Annotated[
+    Literal["auto", "on", "off"],
+    BeforeValidator(lambda value: ("on" if value else "off") if isinstance(value, bool) else value),
+]
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):
@@ -168,8 +175,9 @@ class TrainCommon(Section):
     monitor_from_epoch: int = Field(ge=0)  # epochs before val_loss counts for early stopping and restore_best
     seed: int = Field(ge=0, le=MAX_SEED)
     strategy: Literal["auto", "multi_worker"]
-    mixed_precision: Literal["auto", "on", "off"]  # auto: mixed_float16 on GPU, float32 on CPU
-    xla: Literal["auto", "on", "off"]  # auto: on GPU only
+    mixed_precision: Switch  # auto: mixed_float16 on GPU, float32 on CPU
+    xla: Switch  # auto: on GPU only
+    deterministic: Switch  # auto: on CPU only (bit-identical reruns)
     register_model: bool  # register the trained model in the MLflow model registry
 
     @model_validator(mode="after")

@@ -17,6 +17,10 @@ from brain_mri.models.unet import PerSliceIntensity  # noqa: F401
 PROVENANCE = "provenance.json"
 
 
+# every member's time in a saved model: a model file depends on the weights alone, not on when it was
+# written, so that a rerun that trains the same weights leaves DVC's hash of it (in dvc.lock) unchanged
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
 # what each model answers: P(tumour) per image, or per pixel
 OUTPUT_RANK = {"classifier": 2, "unet": 4}
 
@@ -55,13 +59,38 @@ def for_inference(model: keras.Model) -> keras.Model:
     return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
+def _renumbered_shared_objects(config: object, numbers: dict | None = None) -> object:
+    """Keras' model config with each `shared_object_id` (an object's memory address, Python's `id`,
+    different in every process) replaced by the order of its first appearance: the same links
+    between layers, the same text in every run."""
+    numbers = {} if numbers is None else numbers
+    if isinstance(config, list):
+        return [_renumbered_shared_objects(item, numbers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    renumbered = {key: _renumbered_shared_objects(value, numbers) for key, value in config.items()}
+    if "shared_object_id" in config:
+        renumbered["shared_object_id"] = numbers.setdefault(config["shared_object_id"], len(numbers) + 1)
+    return renumbered
+
+
 def save_model(model: keras.Model, path: Path, provenance: dict) -> None:
     """Write a model for inference with its provenance (what it was trained on) inside, under a
-    temporary name, then renamed: a crash never leaves half a file, or a model without provenance."""
+    temporary name, then renamed: a crash never leaves half a file, or a model without provenance.
+    The same weights and provenance give the same bytes: the file holds no time of writing and no
+    memory address."""
     with atomic_file(path) as partial:
         for_inference(model).save(partial)
-        with zipfile.ZipFile(partial, "a") as bundle:
-            bundle.writestr(PROVENANCE, json.dumps(provenance, indent=2))
+        with zipfile.ZipFile(partial) as saved:
+            members = {info.filename: saved.read(info) for info in saved.infolist()}
+        members["config.json"] = json.dumps(_renumbered_shared_objects(json.loads(members["config.json"]))).encode()
+        metadata = json.loads(members["metadata.json"])
+        metadata.pop("date_saved")  # Keras' clock time, to the second
+        members["metadata.json"] = json.dumps(metadata).encode()
+        members[PROVENANCE] = json.dumps(provenance, indent=2).encode()
+        with zipfile.ZipFile(partial, "w") as bundle:
+            for name, data in members.items():
+                bundle.writestr(zipfile.ZipInfo(name, ZIP_TIME), data)
 
 
 def read_provenance(path: Path) -> dict:

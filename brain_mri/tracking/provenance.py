@@ -1,4 +1,4 @@
-"""What a model was trained on: the data's source and DVC hash, its size, the params, the commit.
+"""What a model was trained on: the data's source and DVC hash, its size, the params, the code's commit.
 
 Built by the training stages, saved inside the model file (brain_mri.models.saving) and logged
 with the MLflow run; predict and evaluate read it back from the model file.
@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from brain_mri.common.repo import git_commit
+from brain_mri.common.repo import code_commit
 from brain_mri.data.processed import read_source
 
 
@@ -49,7 +49,7 @@ def training_provenance(data: Path, manifest: pd.DataFrame, params: dict) -> dic
         "data_dvc_md5": dvc_md5(data),
         **size,
         "params": params,
-        "git_commit": git_commit(),
+        "code_commit": code_commit(),
     }
 
 

@@ -12,6 +12,26 @@ from brain_mri.common.params import TrainCommon
 from brain_mri.training.multi_worker import enable_keras_multi_worker
 
 
+def seed_and_determinism(config: TrainCommon) -> bool:
+    """Seed Python, NumPy and TensorFlow; where `deterministic` asks (auto: on CPU only), make
+    training bit-identical from run to run, so that `dvc repro` gives back the same model and metrics.
+
+    Op determinism alone does not do it on CPU: ops that run side by side on the inter-op thread
+    pool add gradients in whichever order they finish (measured on the tiny data: histories differed
+    from the first epoch in the 4th decimal). One inter-op thread fixes the order; the intra-op pool,
+    oneDNN and tf.data's own threads stay parallel (its cost: docs/benchmarks.md).
+    On GPU, auto leaves it off: a lock made on one machine kind is not reproduced on another anyway.
+    Call it first: the thread pools are fixed once TensorFlow starts.
+    """
+    keras.utils.set_random_seed(config.seed)
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    deterministic = config.deterministic == "on" or (config.deterministic == "auto" and not on_gpu)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    return deterministic
+
+
 def choose_strategy(kind: str) -> tf.distribute.Strategy:
     """`auto`: MirroredStrategy over all GPUs (or over several logical CPUs, when configured),
     else the default strategy; `multi_worker`: MultiWorkerMirroredStrategy from TF_CONFIG,
@@ -41,8 +61,8 @@ def use_precision_and_xla(config: TrainCommon) -> tuple[str, bool]:
     return policy, xla
 
 
-def device_report(strategy: tf.distribute.Strategy, policy: str, xla: bool) -> dict[str, str]:
-    """What the run trained on, for MLflow tags: device, GPU names and memory, replicas, precision."""
+def device_report(strategy: tf.distribute.Strategy, policy: str, xla: bool, deterministic: bool) -> dict[str, str]:
+    """What the run trained on, for MLflow tags: device, GPU names and memory, replicas, precision, determinism."""
     gpus = tf.config.list_physical_devices("GPU")
     report = {
         "device": "GPU" if gpus else "CPU",
@@ -50,6 +70,7 @@ def device_report(strategy: tf.distribute.Strategy, policy: str, xla: bool) -> d
         "replicas": str(strategy.num_replicas_in_sync),
         "precision": policy,
         "xla": str(xla),
+        "deterministic": str(deterministic),
         "tensorflow_version": tf.__version__,
     }
     if gpus:
