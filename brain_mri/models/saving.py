@@ -10,9 +10,6 @@ import keras
 from brain_mri.common.errors import PipelineError, redacted
 from brain_mri.common.outputs import atomic_file
 
-# the custom layer must be registered before a U-Net that uses it is loaded
-from brain_mri.models.unet import PerSliceIntensity  # noqa: F401
-
 # an extra member of the .keras file (a zip): Keras loads the model without reading it
 PROVENANCE = "provenance.json"
 

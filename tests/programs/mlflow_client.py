@@ -3,14 +3,16 @@
     python -m tests.programs.mlflow_client TRACKING_URI MODEL_URI...
 
 Each model is loaded with MLflow's own generic loader (`mlflow.pyfunc.load_model`), without
-importing this project, and given zeros of the shape its signature names. Prints one line per
+this project (importing it fails here), and given zeros of the shape its signature names. Prints one line per
 model: the URI and the shape of its prediction.
 """
 
 import sys
 
-import mlflow
-import numpy as np
+sys.modules["brain_mri"] = None  # a colleague has MLflow and the model's pip requirements, not this package
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 
 mlflow.set_tracking_uri(sys.argv[1])
 for uri in sys.argv[2:]:
