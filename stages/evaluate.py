@@ -48,14 +48,14 @@ def main() -> None:
     }
 
     summary = (
-        numbers(classifier_report, "classifier_")
-        | numbers(segmentation_report, "segmentation_")
-        | numbers(segmentation_report["cascade"], "cascade_")
-        | numbers(classifier_report["cascade"], "image_cascade_")
+        numbers(classifier_report, "classifier/")
+        | numbers(segmentation_report, "segmentation/")
+        | numbers(segmentation_report["cascade"], "cascade/")
+        | numbers(classifier_report["cascade"], "image_cascade/")
     )
     scores_by_model = {
-        MODELS / "classifier.keras": numbers(classifier_report, "test_"),
-        MODELS / "unet.keras": numbers(segmentation_report, "test_"),
+        MODELS / "classifier.keras": numbers(classifier_report, "test/"),
+        MODELS / "unet.keras": numbers(segmentation_report, "test/"),
     }
 
     # what each model was trained on, beside its scores (a model is only as real as its data)

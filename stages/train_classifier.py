@@ -65,7 +65,7 @@ def main() -> None:
     with stage_run("train_classifier", config.model_dump(), system_metrics=True) as run:
         history = fit(model, train, val, config, backup, tracked=run is not None)
         if run is not None:  # the chief of a multi-worker cluster, or the only process
-            provenance = training_provenance(DATA, data.manifest, config.model_dump())
+            provenance = training_provenance("train_classifier", DATA, data.manifest, config.model_dump())
             save_model(model, MODEL, provenance)
             tag_model_file(MODEL)
             log_provenance(provenance, data.manifest, "classification (train split)")

@@ -116,7 +116,7 @@ def test_every_experiment_lands_in_the_one_store_tagged_and_grouped(experiments)
     (evaluation,) = by_experiment["queued-b"]["evaluate"]
     assert unet.info.run_name == "train_unet real-cpu"
     assert unet.data.params["epochs"] == "1" and unet.data.params["loss"] == "bce_jaccard"
-    assert "final_val_loss" in unet.data.metrics
+    assert "training/final_val_loss" in unet.data.metrics
     assert evaluation.data.params["mask_threshold"] == "0.3"
     # a recipe changes both models' params: both train, and evaluate runs; an experiment on
     # evaluate's params runs evaluate alone; one parent groups one pipeline execution

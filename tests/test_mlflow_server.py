@@ -68,7 +68,7 @@ def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server,
     client = mlflow.MlflowClient(tracking_uri=server)
     experiment = client.get_experiment_by_name("brain-mri")
     (logged,) = client.search_runs([experiment.experiment_id])
-    assert logged.data.params["epochs"] == "2" and "final_loss" in logged.data.metrics
+    assert logged.data.params["epochs"] == "2" and "training/final_loss" in logged.data.metrics
     assert "training_curves.png" in {a.path for a in client.list_artifacts(logged.info.run_id)}
     (version,) = client.search_model_versions("name = 'brain-mri-classifier'")
     assert version.run_id == logged.info.run_id
@@ -143,7 +143,7 @@ def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_and_logs
         finished = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
         runs = client.search_runs([experiment.experiment_id])
         (done,) = [r for r in runs if r.info.status == "FINISHED"]
-        losses = client.get_metric_history(done.info.run_id, "loss")
+        losses = client.get_metric_history(done.info.run_id, "epoch/loss")
     finally:
         stop(server)
     assert f"Epoch 1/{epochs}" not in finished.stdout
@@ -151,7 +151,7 @@ def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_and_logs
     assert first_epoch in (f"Epoch {done_before_kill}/{epochs}", f"Epoch {done_before_kill + 1}/{epochs}")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED", "KILLED"], "no run is left RUNNING"
     assert all(r.data.params == done.data.params for r in runs), "the earlier runs and their params are kept"
-    assert "final_loss" in done.data.metrics
+    assert "training/final_loss" in done.data.metrics
     assert sorted(m.step for m in losses) == list(range(epochs)), "the finished run shows every epoch"
     history = pd.read_csv(work / "metrics/train_classifier/history.csv")
     assert history["epoch"].tolist() == list(range(1, epochs + 1)), "the history covers the epochs of all three runs"

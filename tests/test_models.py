@@ -1,11 +1,13 @@
 import subprocess
 import sys
 
+import keras
 import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from brain_mri.common.errors import PipelineError
 from brain_mri.models.saving import load_model
 from brain_mri.models.unet import build_unet, per_slice_intensity
 from brain_mri.tracking.models import log_keras_model
@@ -53,13 +55,32 @@ def test_a_per_slice_unet_logged_to_mlflow_loads_where_this_package_is_not(tmp_p
     """Its scaling is Keras operations inside the model, not a layer class that only this package defines."""
     model = build_unet(32, "resnet18", input_scaling="per_slice")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("per-slice", artifact_location=(tmp_path / "artifacts").as_uri())
-    with mlflow.start_run(experiment_id=experiment):
-        batch = tf.data.Dataset.from_tensors((head_slice(), np.zeros((1, 32, 32, 1), np.float32)))
-        log_keras_model(model, "unet", batch, None)
-    (logged,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+    try:
+        experiment = mlflow.create_experiment("per-slice", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            batch = tf.data.Dataset.from_tensors((head_slice(), np.zeros((1, 32, 32, 1), np.float32)))
+            log_keras_model(model, "unet", batch, None)
+        (logged,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(previous)
     program = [sys.executable, "-m", "tests.programs.mlflow_client", uri, f"models:/{logged.model_id}"]
     result = subprocess.run(program, cwd=ROOT, env=stage_env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(f"models:/{logged.model_id} (1, 32, 32, 1)"), result.stdout
+
+
+def test_a_per_slice_unet_of_an_older_version_is_refused_in_one_line_with_the_fix(tmp_path):
+    @keras.saving.register_keras_serializable(package="brain_mri")
+    class PerSliceIntensity(keras.layers.Layer):  # the layer class versions before 0a36106 saved
+        def call(self, pixels):
+            return per_slice_intensity(pixels)
+
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid")(PerSliceIntensity()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "unet.keras")
+    with pytest.raises(
+        PipelineError, match=r"unet.keras was saved with the per_slice .* older version .*; train it again"
+    ):
+        load_model(tmp_path / "unet.keras", "unet")

@@ -93,10 +93,12 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
         run = by_stage[stage]
         assert run.info.status == "FINISHED"
         assert run.data.params["epochs"] == str(TINY[stage]["epochs"])
-        assert "final_val_loss" in run.data.metrics
+        assert "training/final_val_loss" in run.data.metrics
+        sections = sorted({name.split("/")[0] for name in run.data.metrics if not name.startswith("system/")})
+        assert sections == ["epoch", "test", "training"], "MLflow's run page: curves, test scores, then summaries"
         assert run.data.tags["device"] in ("CPU", "GPU") and run.data.tags["git_commit"] != "unknown"
         assert run.data.tags["deterministic"] == str(run.data.tags["device"] == "CPU"), "auto: on CPU only"
-        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+        history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "epoch/loss")
         assert len(history) == TINY[stage]["epochs"], "one loss value per epoch"
         models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         (model,) = [model for model in models if model.source_run_id == run.info.run_id]
@@ -104,10 +106,10 @@ def test_mlflow_holds_both_training_runs_with_params_metrics_and_model(reproduce
     # each model's test scores beside its params, the summary on the parent
     classifier = json.loads((repo / "metrics/evaluate/classifier.json").read_text())
     segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
-    assert by_stage["train_classifier"].data.metrics["test_accuracy"] == classifier["accuracy"]
-    assert by_stage["train_unet"].data.metrics["test_dice_mean"] == segmentation["dice_mean"]
-    assert parent.data.metrics["segmentation_dice_mean"] == segmentation["dice_mean"]
-    assert parent.data.metrics["classifier_roc_auc"] == classifier["roc_auc"]
+    assert by_stage["train_classifier"].data.metrics["test/accuracy"] == classifier["accuracy"]
+    assert by_stage["train_unet"].data.metrics["test/dice_mean"] == segmentation["dice_mean"]
+    assert parent.data.metrics["segmentation/dice_mean"] == segmentation["dice_mean"]
+    assert parent.data.metrics["classifier/roc_auc"] == classifier["roc_auc"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(by_stage["train_unet"].info.run_id)}
     assert "training_curves.png" in artifacts
     assert (repo / "mlartifacts").is_dir(), "artifacts live beside the store at the repository root"
@@ -172,8 +174,12 @@ def test_a_second_repro_reruns_nothing(reproduced, tmp_path):
 def test_a_forced_repro_gives_back_every_tracked_file_bit_for_bit(reproduced, tmp_path):
     """DVC's promise on the machine that made the lock: training is deterministic on CPU
     (brain_mri.training.devices.seed_and_determinism), a model file holds no time of writing, and its
-    provenance names the code's commit, not HEAD (which the commit of the outputs moves)."""
+    provenance names its code by content, not by a commit: a later commit that DVC does not retrain
+    for (here predict's) leaves the models the same."""
     repo = committed_copy(reproduced, tmp_path / "repo")
+    with (repo / "stages/predict.py").open("a") as script:
+        script.write("# a change that is not a training stage's dependency\n")
+    git(repo, "commit", "-q", "-am", "change predict")
     assert stages_run(dvc(repo, "repro", "--force").stdout) == [
         "download", "crop_split", "train_classifier", "train_unet", "evaluate"
     ]  # fmt: skip
@@ -244,10 +250,10 @@ def test_predict_with_models_trained_on_synthetic_data_warns_once_and_names_the_
 def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evaluate_do(reproduced):
     lock = yaml.safe_load((reproduced / "dvc.lock").read_text())
     params = yaml.safe_load((reproduced / "params.yaml").read_text())
-    commit = git(reproduced, "log", "-1", "--format=%H", "--", "stages", "brain_mri").strip()
     mlflow.set_tracking_uri(f"sqlite:///{reproduced / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["brain-mri"], output_format="list")
     by_stage = {run.data.tags["stage"]: run for run in runs if "stage" in run.data.tags}
+    code = {}
     for stage, model, kind, report in (
         ("train_classifier", "classifier", "classification", "classifier.json"),
         ("train_unet", "unet", "segmentation", "segmentation.json"),
@@ -256,7 +262,8 @@ def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evalu
         (data,) = [dep for dep in lock["stages"][stage]["deps"] if dep["path"] == f"data/processed/{kind}"]
         assert provenance["data_dvc_md5"] == data["md5"], "the hash DVC gives the training data"
         assert provenance["trained_on"] == provenance["data_source"] == "synthetic"
-        assert provenance["params"] == params[stage] and provenance["code_commit"] == commit
+        assert provenance["params"] == params[stage]
+        code[stage] = provenance["code_sha256"]
         manifest = pd.read_csv(reproduced / f"data/processed/{kind}/manifest.csv")
         train = manifest[manifest["split"] == "train"]
         expected = (
@@ -267,11 +274,13 @@ def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evalu
         assert {key: provenance[key] for key in expected} == expected
         run = by_stage[stage]
         assert run.data.tags["training_data"] == "synthetic" and run.data.tags["training_data_dvc_md5"] == data["md5"]
+        assert run.data.tags["code_sha256"] == code[stage] and len(code[stage]) == 64
         (logged,) = run.inputs.dataset_inputs
         assert logged.dataset.digest == data["md5"][:8] and json.loads(logged.dataset.profile)["num_rows"] == len(train)
         assert {tag.key: tag.value for tag in logged.tags}["mlflow.data.context"] == "training"
         scores = json.loads((reproduced / "metrics/evaluate" / report).read_text())
         assert scores["training_data"] == {"trained_on": "synthetic", "data_dvc_md5": data["md5"]}
+    assert code["train_classifier"] != code["train_unet"], "each stage's own code: its script differs"
 
 
 def test_evaluate_reports_the_cascade_exactly_as_predict_runs_it(reproduced, tmp_path):

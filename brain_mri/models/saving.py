@@ -22,6 +22,16 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 OUTPUT_RANK = {"classifier": 2, "unet": 4}
 
 
+def _names_the_removed_scaling_layer(path: Path) -> bool:
+    """Whether the model is a per_slice U-Net saved before its scaling became Keras operations (0a36106),
+    with a layer class Keras can no longer find. A damaged file is reported by the load that follows."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            return b'"class_name": "PerSliceIntensity"' in bundle.read("config.json")
+    except Exception:  # noqa: BLE001 - anything unreadable: not this case
+        return False
+
+
 def load_model(path: str | Path, kind: Literal["classifier", "unet"]) -> keras.Model:
     """Load a saved model for inference, in Keras safe mode (no arbitrary code), checking that it
     is the kind of model asked for (a classifier copied over unet.keras is refused, not run)."""
@@ -31,6 +41,11 @@ def load_model(path: str | Path, kind: Literal["classifier", "unet"]) -> keras.M
     if not zipfile.is_zipfile(path):
         raise PipelineError(
             f"{path} is not a Keras model file (damaged, or another format); train it again or restore it"
+        )
+    if _names_the_removed_scaling_layer(path):
+        raise PipelineError(
+            f"{path} was saved with the per_slice scaling layer of an older version of this project, which no "
+            "longer exists; train it again"
         )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
@@ -82,7 +97,7 @@ def save_model(model: keras.Model, path: Path, provenance: dict) -> None:
             members = {info.filename: saved.read(info) for info in saved.infolist()}
         members["config.json"] = json.dumps(_renumbered_shared_objects(json.loads(members["config.json"]))).encode()
         metadata = json.loads(members["metadata.json"])
-        metadata.pop("date_saved")  # Keras' clock time, to the second
+        metadata.pop("date_saved", None)  # Keras' clock time, to the second
         members["metadata.json"] = json.dumps(metadata).encode()
         members[PROVENANCE] = json.dumps(provenance, indent=2).encode()
         with zipfile.ZipFile(partial, "w") as bundle:

@@ -16,10 +16,15 @@ from brain_mri.models.saving import for_inference
 
 
 def log_training(history: pd.DataFrame, curves: Figure, tags: dict[str, str]) -> None:
-    """The last and the best (lowest val_loss) epoch's metrics, the training curves and the device tags."""
+    """The last and the best (lowest val_loss) epoch's metrics, the training curves and the device tags.
+
+    The summaries are `training/final_*` and `training/best_*`: MLflow's run page shows them after the
+    `epoch/` curves and the `test/` scores that evaluate adds (one section per prefix, alphabetical).
+    """
     best = history.loc[history["val_loss"].idxmin()]
-    mlflow.log_metrics({f"final_{name}": float(value) for name, value in history.iloc[-1].drop("epoch").items()})
-    mlflow.log_metrics({f"best_{name}": float(value) for name, value in best.items()})
+    last = history.iloc[-1].drop("epoch")
+    mlflow.log_metrics({f"training/final_{name}": float(value) for name, value in last.items()})
+    mlflow.log_metrics({f"training/best_{name}": float(value) for name, value in best.items()})
     mlflow.log_figure(curves, "training_curves.png")
     plt.close(curves)
     mlflow.set_tags(tags)

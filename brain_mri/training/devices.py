@@ -16,19 +16,28 @@ def seed_and_determinism(config: TrainCommon) -> bool:
     """Seed Python, NumPy and TensorFlow; where `deterministic` asks (auto: on CPU only), make
     training bit-identical from run to run, so that `dvc repro` gives back the same model and metrics.
 
-    Op determinism alone does not do it on CPU: ops that run side by side on the inter-op thread
-    pool add gradients in whichever order they finish (measured on the tiny data: histories differed
-    from the first epoch in the 4th decimal). One inter-op thread fixes the order; the intra-op pool,
-    oneDNN and tf.data's own threads stay parallel (its cost: docs/benchmarks.md).
-    On GPU, auto leaves it off: a lock made on one machine kind is not reproduced on another anyway.
+    On CPU: one inter-op thread. Ops that run side by side on that pool add gradients in whichever
+    order they finish (measured on the tiny data: histories differed from the first epoch in the 4th
+    decimal, with or without TensorFlow's op determinism); with one thread there, two runs are
+    byte-identical, while the intra-op pool, oneDNN and tf.data's threads stay parallel (the cost:
+    docs/benchmarks.md). TensorFlow's op determinism is not needed there, and it would run tf.data's
+    parallel maps one at a time (their source is a Python generator, a stateful op).
+    On GPU (`on`): TensorFlow's op determinism, for cuDNN's algorithm choice and atomics. `auto` leaves
+    it off there: a lock made on one machine kind is not reproduced on another anyway.
     Call it first: the thread pools are fixed once TensorFlow starts.
     """
     keras.utils.set_random_seed(config.seed)
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     deterministic = config.deterministic == "on" or (config.deterministic == "auto" and not on_gpu)
-    if deterministic:
+    if deterministic and on_gpu:
         tf.config.experimental.enable_op_determinism()
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+    elif deterministic:
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # TensorFlow already started
+            raise PipelineError(
+                "deterministic training must be set up before TensorFlow starts; call seed_and_determinism first"
+            ) from None
     return deterministic
 
 

@@ -19,6 +19,9 @@ from brain_mri.common.outputs import atomic_file
 from brain_mri.common.params import TrainCommon
 from brain_mri.common.repo import repo_root
 
+# the per-epoch curves' names in MLflow: `epoch/loss`, `epoch/val_dice`, ... (why the prefix: on_epoch_end)
+CURVE = "epoch/"
+
 
 def backup_dir(stage: str, config: TrainCommon, data_manifest: Path) -> Path:
     """Where a run's resumable state lives: keyed by its params and data, at the real root.
@@ -68,7 +71,9 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
             self.earlier = None
 
     def on_epoch_end(self, epoch, logs=None):
-        mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+        # MLflow's run page draws one section per name prefix, in alphabetical order: `epoch/` (the
+        # curves) comes before `test/` (the headline) and `training/` (the single-value summaries)
+        mlflow.log_metrics({f"{CURVE}{name}": float(value) for name, value in (logs or {}).items()}, step=epoch)
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
