@@ -23,7 +23,7 @@ from brain_mri.common.errors import PipelineError, run_stage
 from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
-from brain_mri.inference.cascade import INPUT_KINDS
+from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS
 from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
 
 # about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
@@ -44,7 +44,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         default="auto",
         help="what the inputs are: slice (an MRI slice as kaggle_3m stores it), image, or auto (TIFF is a slice)",
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     return parser.parse_args(argv)
 
 

@@ -20,6 +20,7 @@ from brain_mri.data.processed import SLICE_SIZE
 from brain_mri.inference.inputs import classifier_input, mask_at_input_size, unet_input
 
 INPUT_KINDS = ("slice", "image")
+BATCH_SIZE = 16  # inputs predicted at once: predict's default, and evaluate's batches
 SLICE_SUFFIXES = (".tif", ".tiff")
 
 
@@ -71,9 +72,9 @@ def predict_images(
 
 
 def predict_in_batches(
-    images: Sequence[np.ndarray], kind: str, models, config: Evaluate, batch_size: int = 16
+    images: Sequence[np.ndarray], kind: str, models, config: Evaluate, batch_size: int = BATCH_SIZE
 ) -> list[Prediction]:
-    """predict_images over inputs of one kind, `batch_size` at a time (predict's default batch)."""
+    """predict_images over inputs of one kind, `batch_size` at a time."""
     predictions = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]

@@ -12,6 +12,11 @@ from brain_mri.common.params import TrainCommon
 from brain_mri.training.multi_worker import enable_keras_multi_worker
 
 
+def switched_on(setting: str, auto: bool) -> bool:
+    """An auto | on | off param (brain_mri.common.params.Switch) resolved, `auto` taking the value given."""
+    return setting == "on" or (setting == "auto" and auto)
+
+
 def seed_and_determinism(config: TrainCommon) -> bool:
     """Seed Python, NumPy and TensorFlow; where `deterministic` asks (auto: on CPU only), make
     training bit-identical from run to run, so that `dvc repro` gives back the same model and metrics.
@@ -28,7 +33,7 @@ def seed_and_determinism(config: TrainCommon) -> bool:
     """
     keras.utils.set_random_seed(config.seed)
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    deterministic = config.deterministic == "on" or (config.deterministic == "auto" and not on_gpu)
+    deterministic = switched_on(config.deterministic, auto=not on_gpu)
     if deterministic and on_gpu:
         tf.config.experimental.enable_op_determinism()
     elif deterministic:
@@ -63,10 +68,10 @@ def choose_strategy(kind: str) -> tf.distribute.Strategy:
 def use_precision_and_xla(config: TrainCommon) -> tuple[str, bool]:
     """Set the Keras dtype policy; return (policy name, whether to JIT-compile with XLA)."""
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    mixed = config.mixed_precision == "on" or (config.mixed_precision == "auto" and on_gpu)
+    mixed = switched_on(config.mixed_precision, auto=on_gpu)
     policy = "mixed_float16" if mixed else "float32"
     keras.mixed_precision.set_global_policy(policy)
-    xla = config.xla == "on" or (config.xla == "auto" and on_gpu)
+    xla = switched_on(config.xla, auto=on_gpu)
     return policy, xla
 
 
