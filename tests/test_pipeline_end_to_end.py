@@ -180,10 +180,12 @@ def test_a_forced_repro_gives_back_every_tracked_file_bit_for_bit(reproduced, tm
     with (repo / "stages/predict.py").open("a") as script:
         script.write("# a change that is not a training stage's dependency\n")
     git(repo, "commit", "-q", "-am", "change predict")
-    assert stages_run(dvc(repo, "repro", "--force").stdout) == [
-        "download", "crop_split", "train_classifier", "train_unet", "evaluate"
-    ]  # fmt: skip
+    # the stages with threads in their arithmetic; download and crop_split are seeded NumPy and PIL
+    # (their repeat is the fresh clone's README command 1, docs/benchmarks.md)
+    forced = dvc(repo, "repro", "--force", "--single-item", "train_classifier", "train_unet")
+    assert stages_run(forced.stdout) == ["train_classifier", "train_unet"]
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == "", "dvc.lock, metrics or plots changed"
+    assert stages_run(dvc(repo, "repro").stdout) == [], "the same models: evaluate has nothing to redo"
 
 
 def predict(repo: Path, *args: str) -> subprocess.CompletedProcess:
