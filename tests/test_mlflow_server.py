@@ -45,40 +45,9 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("mlflow server did not start within 300 s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    port = free_port()
-    process = start_server(tmp_path_factory.mktemp("server"), port)
-    yield f"http://127.0.0.1:{port}"
-    stop(process)
-
-
 def stop(server: subprocess.Popen) -> None:
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
-
-
-def test_a_training_run_is_logged_to_the_server_and_its_model_registered(server, tiny_processed, tmp_path, monkeypatch):
-    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": 2, "register_model": True}})
-    # a user and password in the URI (this server asks for none): MLflow prints the URI in its run links
-    with_password = server.replace("http://", "http://alice:S3cretPass@")
-    result = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=with_password))
-    assert "View run" in result.stdout and "S3cretPass" not in result.stdout + result.stderr
-    assert not (work / "mlflow.db").exists(), "nothing went to the local store"
-    client = mlflow.MlflowClient(tracking_uri=server)
-    experiment = client.get_experiment_by_name("brain-mri")
-    (logged,) = client.search_runs([experiment.experiment_id])
-    assert logged.data.params["epochs"] == "2" and "training/final_loss" in logged.data.metrics
-    assert "training_curves.png" in {a.path for a in client.list_artifacts(logged.info.run_id)}
-    (version,) = client.search_model_versions("name = 'brain-mri-classifier'")
-    assert version.run_id == logged.info.run_id
-    mlflow.set_tracking_uri(server)
-    # get_model_info downloads MLmodel into a tempfile.mkdtemp() folder that MLflow never removes:
-    # keep it in this test's own temporary folder rather than leave one in /tmp each run
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    model_info = mlflow.models.get_model_info(f"models:/brain-mri-classifier/{version.version}")
-    (input_spec,) = model_info.signature.inputs.to_dict()
-    assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
 
 
 @pytest.mark.reliability
@@ -95,13 +64,16 @@ def test_an_unreachable_server_fails_the_stage_at_once_naming_it_without_its_pas
     assert not list(work.glob(".checkpoints/*"))
 
 
-def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_and_logs_every_epoch(tiny_processed, tmp_path):
+def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_logs_every_epoch_and_registers(
+    tiny_processed, tmp_path, monkeypatch
+):
     """One training run interrupted twice, each time mid-way: the tracking server is killed (the
     stage fails with one line), then, with the server back, the resumed run itself is SIGKILLed
     (no chance to close its MLflow run); the third run finishes. Both interrupted runs end KILLED,
-    and the finished run holds every epoch."""
+    the finished run holds every epoch, and its model is in the server's registry."""
     epochs = 6  # the server goes after the second epoch, the resumed run after one more: epochs are left
-    work = copy_work(tiny_processed, tmp_path / "work", {"train_classifier": {"epochs": epochs}})
+    change = {"train_classifier": {"epochs": epochs, "register_model": True}}
+    work = copy_work(tiny_processed, tmp_path / "work", change)
     model = work / "models/classifier.keras"
     model.parent.mkdir()
     earlier_model = b"the model of an earlier run"  # only its bytes matter: a failed run leaves them be
@@ -140,12 +112,26 @@ def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_and_logs
         statuses = sorted(r.info.status for r in client.search_runs([experiment.experiment_id]))
         assert statuses == ["KILLED", "RUNNING"], "the first run is closed; a SIGKILL leaves no chance to close one"
 
-        finished = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=uri))
+        # a user and password in the URI (this server asks for none): MLflow prints the URI in its run links
+        with_password = uri.replace("http://", "http://alice:S3cretPass@")
+        finished = run_stage_ok(work, "train_classifier", env=stage_env(MLFLOW_TRACKING_URI=with_password))
         runs = client.search_runs([experiment.experiment_id])
         (done,) = [r for r in runs if r.info.status == "FINISHED"]
         losses = client.get_metric_history(done.info.run_id, "epoch/loss")
+        assert "training_curves.png" in {a.path for a in client.list_artifacts(done.info.run_id)}
+        (version,) = client.search_model_versions("name = 'brain-mri-classifier'")
+        mlflow.set_tracking_uri(uri)
+        # get_model_info downloads MLmodel into a tempfile.mkdtemp() folder that MLflow never removes:
+        # keep it in this test's own temporary folder rather than leave one in /tmp each run
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        model_info = mlflow.models.get_model_info(f"models:/brain-mri-classifier/{version.version}")
     finally:
         stop(server)
+    assert "View run" in finished.stdout and "S3cretPass" not in finished.stdout + finished.stderr
+    assert not (work / "mlflow.db").exists(), "nothing went to a local store"
+    assert version.run_id == done.info.run_id, "the finished run's model is registered"
+    (input_spec,) = model_info.signature.inputs.to_dict()
+    assert tuple(input_spec["tensor-spec"]["shape"]) == (-1, 32, 32, 3), "the signature names the input shape"
     assert f"Epoch 1/{epochs}" not in finished.stdout
     first_epoch = next(line for line in finished.stdout.splitlines() if line.startswith("Epoch "))
     assert first_epoch in (f"Epoch {done_before_kill}/{epochs}", f"Epoch {done_before_kill + 1}/{epochs}")

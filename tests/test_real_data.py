@@ -20,7 +20,6 @@ from tests.helpers import (
     needs_real_data,
     project_copy,
     run_stage,
-    run_stage_ok,
     stages_run,
     write_params,
 )
@@ -79,60 +78,60 @@ def test_every_real_classification_image_decodes_and_crops(tmp_path):
         assert cropped.ndim == 3 and min(cropped.shape[:2]) >= 32, path
 
 
-def test_download_merges_both_lgg_archives_and_refuses_a_patient_twice_keeping_the_data(tmp_path):
-    write_params(tmp_path, {"download": BOTH_LGG_ARCHIVES})
-    run_stage_ok(tmp_path, "download")
-    kaggle_3m = tmp_path / "data/raw/segmentation/kaggle_3m"
-    slices, rejected = list_segmentation_slices(kaggle_3m)
-    assert slices["patient"].nunique() == 59 and len(slices) == 2105 and rejected.empty
-    data = pd.read_csv(kaggle_3m / "data.csv")
-    assert len(data) == 59 and set(data["Patient"]) == set(slices["patient"]), "both archives' rows, once"
-    inventory = json.loads((tmp_path / "metrics/download/raw_inventory.json").read_text())
-    assert inventory["segmentation"]["sources"] == [
-        {"location": str(SEGMENTATION_ARCHIVE), "patients": 24, "slices": 834},
-        {"location": str(MORE_PATIENTS_ARCHIVE), "patients": 35, "slices": 1271},
-    ]
-    assert inventory["classification"]["sources"] == [{"location": str(CLASSIFICATION_ARCHIVE), "images": 253}]
-
-    copy = tmp_path / "copy-of-the-sample.zip"  # the sample's patients again, under another name
-    copy.symlink_to(SEGMENTATION_ARCHIVE)
-    twice = [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE), str(copy)]
-    write_params(tmp_path, {"download": {**BOTH_LGG_ARCHIVES, "segmentation": twice}})
-    refused = run_stage(tmp_path, "download")
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    last = refused.stderr.strip().splitlines()[-1]
-    assert "is in two segmentation sources" in last and str(SEGMENTATION_ARCHIVE) in last and str(copy) in last, last
-    assert len(list_segmentation_slices(kaggle_3m)[0]) == 2105, "the earlier raw data is left as it was"
-    assert not list((tmp_path / "data").glob(".download-*")), "no scratch folder is left"
-
-
 @pytest.mark.slow
-def test_dvc_repro_runs_through_on_the_real_archives(tmp_path):
+def test_dvc_repro_merges_both_lgg_archives_runs_every_stage_and_refuses_a_patient_twice(tmp_path):
     params = {
         "download": BOTH_LGG_ARCHIVES,
         # that it runs through, not what it learns: one epoch, in few large batches
         "train_classifier": {"epochs": 1, "batch_size": 32},
         "train_unet": {"epochs": 1, "image_size": 32, "batch_size": 32},
     }
-    repo = project_copy(tmp_path, params)
+    repo = project_copy(tmp_path / "repo", params)
     output = dvc(repo, "repro").stdout
     assert stages_run(output) == ["download", "crop_split", "train_classifier", "train_unet", "evaluate"]
+
+    # download: both archives' patients as one dataset, each source in the inventory
+    kaggle_3m = repo / "data/raw/segmentation/kaggle_3m"
+    slices, rejected = list_segmentation_slices(kaggle_3m)
+    assert slices["patient"].nunique() == 59 and len(slices) == 2105 and rejected.empty
+    data = pd.read_csv(kaggle_3m / "data.csv")
+    assert len(data) == 59 and set(data["Patient"]) == set(slices["patient"]), "both archives' rows, once"
+    inventory = json.loads((repo / "metrics/download/raw_inventory.json").read_text())
+    assert inventory["segmentation"]["sources"] == [
+        {"location": str(SEGMENTATION_ARCHIVE), "patients": 24, "slices": 834},
+        {"location": str(MORE_PATIENTS_ARCHIVE), "patients": 35, "slices": 1271},
+    ]
+    assert inventory["classification"]["sources"] == [{"location": str(CLASSIFICATION_ARCHIVE), "images": 253}]
+    assert (
+        inventory["classification"]["files"] == 253 and inventory["segmentation"]["files"] == 2105 * 2 + 2
+    )  # slices, masks, the merged data.csv, README.md
+
+    # crop_split and evaluate: every patient and image used or listed
     report = json.loads((repo / "metrics/crop_split/data_report.json").read_text())
     patients = sum(report["segmentation"][split]["patients"] for split in ("train", "val", "test"))
     images = sum(report["classification"][split]["images"] for split in ("train", "val", "test"))
     assert patients == 59
     assert images + report["rejected_files"] == 253, "every real image is used or listed as rejected"
-    inventory = json.loads((repo / "metrics/download/raw_inventory.json").read_text())
-    assert (
-        inventory["classification"]["files"] == 253 and inventory["segmentation"]["files"] == 2105 * 2 + 2
-    )  # slices, masks, the merged data.csv, README.md
     segmentation = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())
     assert segmentation["test_patients"] == report["segmentation"]["test"]["patients"]
+
     # models trained on the real data: predict names it in its table, and does not warn
-    scan = next((repo / "data/raw/segmentation/kaggle_3m").glob("*/*_12.tif"))
+    scan = next(kaggle_3m.glob("*/*_12.tif"))
     predicted = run_stage(repo, "predict", str(scan), "--out", str(tmp_path / "predicted"))
     assert predicted.returncode == 0 and "warning:" not in predicted.stderr, predicted.stderr[-2000:]
     table = pd.read_csv(tmp_path / "predicted/predictions.csv")
     lgg = f"local: {SEGMENTATION_ARCHIVE.name}, {MORE_PATIENTS_ARCHIVE.name}"
     assert table["model_training_data"].tolist() == [f"classifier: local: {CLASSIFICATION_ARCHIVE.name}; unet: {lgg}"]
     assert segmentation["training_data"]["trained_on"] == lgg
+
+    # the sample's patients again, under another name: refused, and the raw data stays
+    copy = tmp_path / "copy-of-the-sample.zip"
+    copy.symlink_to(SEGMENTATION_ARCHIVE)
+    twice = [str(SEGMENTATION_ARCHIVE), str(MORE_PATIENTS_ARCHIVE), str(copy)]
+    write_params(repo, params, {"download": {"segmentation": twice}})
+    refused = run_stage(repo, "download")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "is in two segmentation sources" in last and str(SEGMENTATION_ARCHIVE) in last and str(copy) in last, last
+    assert len(list_segmentation_slices(kaggle_3m)[0]) == 2105, "the earlier raw data is left as it was"
+    assert not list((repo / "data").glob(".download-*")), "no scratch folder is left"
