@@ -3,11 +3,21 @@
 A test that changes one of them works on its own copy (`tests.helpers.copy_work`).
 """
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import FAKE_SECRETS, built_once, dvc, project_copy, run_stage_ok, stage_env, write_params
+
+# Each xdist worker (one per core, by pytest's addopts) gets its share of the cores for TensorFlow's
+# intra-op pool, in its own process and in every stage it starts (stage_env passes it on), rather than
+# one pool per process as wide as the machine: two stages side by side on 2 cores would run two pools
+# of 2 threads, which spin while they wait. Measured: two tiny U-Net trainings at once took 43 s with
+# 2 threads each, 31 s with 1 (docs/benchmarks.md). Under `pytest -n 0` TensorFlow's default stays.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(share))
 
 # The order the test modules are handed to the xdist workers (--dist loadfile: a module at a time;
 # a worker gets the next module when two of its tests are left). The end-to-end module first: its
