@@ -33,7 +33,7 @@ def experiments(shared_root, reproduced) -> tuple[Path, str, str]:
 def run_experiments(reproduced: Path, folder: Path) -> None:
     """A copy of the reproduced project, its outputs committed as the baseline: two workspace
     experiments started at once, the next workspace experiment, then a queue of three (the two
-    recipes and one more) run with `dvc queue start -j 2`: two at a time, as on a machine with cores to spare."""
+    recipes and one more) run with `dvc queue start`."""
     repo = committed_copy(reproduced, folder / "repo")
     command = [str(Path(sys.executable).parent / "dvc"), "exp", "run", "-S"]
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
@@ -59,7 +59,7 @@ def run_experiments(reproduced: Path, folder: Path) -> None:
         )
         assert queued.returncode == 0, queued.stderr[-3000:]
     dvc(repo, "exp", "run", "--queue", "-n", "queued-b", "-S", "evaluate.mask_threshold=0.3")
-    dvc(repo, "queue", "start", "-j", "2")
+    dvc(repo, "queue", "start")
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
         status = dvc(repo, "queue", "status").stdout
