@@ -8,15 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAKE_SECRETS, built_once, dvc, project_copy, run_stage_ok, stage_env, write_params
+from tests.helpers import (
+    FAKE_SECRETS,
+    built_once,
+    default_threads,
+    dvc,
+    project_copy,
+    run_stage_ok,
+    stage_env,
+    write_params,
+)
 
-# Each xdist worker (one per core, by pytest's addopts) gets its share of the cores for TensorFlow's
-# intra-op pool, in its own process and in every stage it starts (stage_env passes it on), rather than
-# one pool per process as wide as the machine: two stages side by side on 2 cores would run two pools
-# of 2 threads, which spin while they wait. Measured: two tiny U-Net trainings at once took 43 s with
-# 2 threads each, 31 s with 1 (docs/benchmarks.md). Under `pytest -n 0` TensorFlow's default stays.
+# Each xdist worker gets its share of the cores for TensorFlow's intra-op pool, in its own process and
+# in every stage it starts (stage_env passes it on), rather than one pool per process as wide as the
+# machine: two stages side by side on 2 cores would run two pools of 2 threads, which spin while they
+# wait. Measured: two tiny U-Net trainings at once took 43 s with 2 threads each, 31 s with 1
+# (docs/benchmarks.md). Under `pytest -n 0`, and in the determinism runs (the reproduced project and
+# its forced repro: tests.helpers.default_threads), TensorFlow's default stays.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(share))
 
 # The order the test modules are handed to the xdist workers (--dist loadfile: a module at a time;
@@ -62,7 +72,7 @@ def tiny_processed(shared_root) -> Path:
 
 def _reproduce(folder: Path) -> None:
     project_copy(folder)
-    result = dvc(folder, "repro", env=stage_env(**FAKE_SECRETS))
+    result = dvc(folder, "repro", env=default_threads(stage_env(**FAKE_SECRETS)))
     (folder / "repro.log").write_text(result.stdout)
     (folder / "repro.err").write_text(result.stderr)
 
@@ -70,5 +80,6 @@ def _reproduce(folder: Path) -> None:
 @pytest.fixture(scope="session")
 def reproduced(shared_root) -> Path:
     """A git copy of the project (tiny params) after a whole `dvc repro`, run with fake secrets in its
-    environment (tests.helpers.FAKE_SECRETS); its output is in repro.log and repro.err."""
+    environment (tests.helpers.FAKE_SECRETS) and TensorFlow's default thread pools; its output is in
+    repro.log and repro.err."""
     return built_once(shared_root, "reproduced", _reproduce)

@@ -69,6 +69,12 @@ def stage_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def default_threads(env: dict[str, str]) -> dict[str, str]:
+    """env without the test workers' intra-op thread count (tests/conftest.py): TensorFlow sizes its
+    pools as users get them, for the runs that prove training deterministic."""
+    return {key: value for key, value in env.items() if key != "TF_NUM_INTRAOP_THREADS"}
+
+
 def stage_command(name: str, *args: str) -> list[str]:
     """A stage script (or predict) run by its path, from any folder: it imports only the installed library."""
     return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]

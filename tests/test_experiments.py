@@ -65,7 +65,7 @@ def run_experiments(reproduced: Path, folder: Path) -> None:
         status = dvc(repo, "queue", "status").stdout
         if "Running" not in status and "Queued" not in status:
             break
-        time.sleep(1)
+        time.sleep(5)  # each poll is a dvc process: a shorter wait cost more CPU than it saved
     (folder / "workspace.log").write_text(workspace.stdout)
     (folder / "queue-status.log").write_text(status)
 

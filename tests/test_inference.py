@@ -97,3 +97,24 @@ def test_the_slice_gates_pixel_count_is_for_256x256_and_scales_with_the_slices_a
     assert gate_passes("slice", 0.0, full_size, config) and gate_passes("slice", 0.0, quarter, config)
     full_size.flat[50], quarter.flat[12] = 0, 0
     assert not gate_passes("slice", 1.0, full_size, config) and not gate_passes("slice", 1.0, quarter, config)
+
+
+class BatchSizes:
+    """A real model's answers, recording how many inputs each call gave it."""
+
+    def __init__(self, model):
+        self.model, self.input_shape, self.sizes = model, model.input_shape, []
+
+    def predict_on_batch(self, inputs):
+        self.sizes.append(len(inputs))
+        return self.model.predict_on_batch(inputs)
+
+
+def test_a_batch_larger_than_model_batch_reaches_the_models_in_parts():
+    """predict --batch-size 70 decodes 70 inputs together; the models see at most 32 of them at once."""
+    classifier, unet = (BatchSizes(model) for model in constant_models(0.9, 0.9))
+    images = [np.full((40, 48, 3), value, np.uint8) for value in range(70)]
+    config = Evaluate(threshold=0.5, mask_threshold=0.5, min_tumour_pixels=50)
+    predictions = predict_images(images, ["image"] * 70, (classifier, unet), config)
+    assert len(predictions) == 70 and all(p.segmented and p.mask.shape == (40, 48) for p in predictions)
+    assert classifier.sizes == unet.sizes == [32, 32, 6]

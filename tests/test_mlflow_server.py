@@ -136,6 +136,7 @@ def test_training_stopped_by_a_vanishing_server_then_by_sigkill_resumes_logs_eve
     first_epoch = next(line for line in finished.stdout.splitlines() if line.startswith("Epoch "))
     assert first_epoch in (f"Epoch {done_before_kill}/{epochs}", f"Epoch {done_before_kill + 1}/{epochs}")
     assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED", "KILLED"], "no run is left RUNNING"
+    assert done.data.params["epochs"] == str(epochs) and done.data.params["register_model"] == "True"
     assert all(r.data.params == done.data.params for r in runs), "the earlier runs and their params are kept"
     assert "training/final_loss" in done.data.metrics
     assert sorted(m.step for m in losses) == list(range(epochs)), "the finished run shows every epoch"

@@ -26,6 +26,7 @@ from tests.helpers import (
     TINY,
     committed_copy,
     copy_work,
+    default_threads,
     dvc,
     git,
     needs_real_data,
@@ -182,7 +183,9 @@ def test_a_forced_repro_gives_back_every_tracked_file_bit_for_bit(reproduced, tm
     git(repo, "commit", "-q", "-am", "change predict")
     # the stages with threads in their arithmetic; download and crop_split are seeded NumPy and PIL
     # (their repeat is the fresh clone's README command 1, docs/benchmarks.md)
-    forced = dvc(repo, "repro", "--force", "--single-item", "train_classifier", "train_unet")
+    forced = dvc(
+        repo, "repro", "--force", "--single-item", "train_classifier", "train_unet", env=default_threads(stage_env())
+    )
     assert stages_run(forced.stdout) == ["train_classifier", "train_unet"]
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == "", "dvc.lock, metrics or plots changed"
     assert stages_run(dvc(repo, "repro").stdout) == [], "the same models: evaluate has nothing to redo"

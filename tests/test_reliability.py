@@ -180,7 +180,8 @@ def peak_memory_of_predict(inputs: Path, models: Path, work: Path) -> int:
     with (work / "stderr.txt").open("w") as stderr:
         process = subprocess.Popen(args, cwd=work, env=stage_env(), stdout=subprocess.DEVNULL, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, (work / "stderr.txt").read_text()[-2000:]
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait for it
+    assert process.returncode == 0, (work / "stderr.txt").read_text()[-2000:]
     return usage.ru_maxrss
 
 

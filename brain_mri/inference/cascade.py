@@ -21,6 +21,7 @@ from brain_mri.inference.inputs import classifier_input, mask_at_input_size, une
 
 INPUT_KINDS = ("slice", "image")
 BATCH_SIZE = 16  # inputs predicted at once: predict's default, and evaluate's batches
+MODEL_BATCH = 32  # Model.predict's default batch: the most inputs a model sees at once, whatever BATCH_SIZE
 SLICE_SUFFIXES = (".tif", ".tiff")
 
 
@@ -54,17 +55,26 @@ def gate_passes(kind: str, probability: float, mask: np.ndarray, config: Evaluat
     return probability >= config.threshold
 
 
+def in_model_batches(model, inputs: np.ndarray) -> np.ndarray:
+    """The model's output for inputs, at most MODEL_BATCH at a time (predict's --batch-size may be larger).
+
+    predict_on_batch, not Model.predict: predict sets up a dataset on every call and retraced here
+    (TensorFlow warned), which cost evaluate 4 of its 30 CPU seconds on the 59 patients (32-pixel models).
+    """
+    return np.concatenate(
+        [model.predict_on_batch(inputs[start : start + MODEL_BATCH]) for start in range(0, len(inputs), MODEL_BATCH)]
+    )
+
+
 def predict_images(
     images: Sequence[np.ndarray], kinds: Sequence[str], models, config: Evaluate, cascade: bool = True
 ) -> list[Prediction]:
     """Both models on decoded RGB uint8 images of any size; the cascade's answer for each."""
     classifier, unet = models
-    # one batch, not Model.predict: predict sets up a dataset on every call and retraced here (TensorFlow
-    # warned), which cost evaluate 4 of its 30 CPU seconds on the 59 patients (32-pixel models)
-    probabilities = classifier.predict_on_batch(
-        np.stack([classifier_input(image, classifier.input_shape[1]) for image in images])
+    probabilities = in_model_batches(
+        classifier, np.stack([classifier_input(image, classifier.input_shape[1]) for image in images])
     )[:, 0]
-    maps = unet.predict_on_batch(np.stack([unet_input(image, unet.input_shape[1]) for image in images]))[..., 0]
+    maps = in_model_batches(unet, np.stack([unet_input(image, unet.input_shape[1]) for image in images]))[..., 0]
     predictions = []
     for image, kind, probability, probability_map in zip(images, kinds, probabilities, maps, strict=True):
         mask = mask_at_input_size(probability_map, image.shape[:2], config.mask_threshold)
