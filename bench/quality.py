@@ -30,6 +30,11 @@ With --train-fraction F (classifier only) each split trains on a fraction F of i
 images (drawn per label, the same draw for every recipe); the others sit unused, and val and
 test stay whole. Run at a few fractions, it is a learning curve: how accuracy grows with the
 number of training images. Raise the epochs by 1/F to keep the number of training steps.
+
+With --keep DIR the work folder is DIR (a new or empty folder), kept afterwards: params.yaml, the
+real data, data/processed and the trained model(s). Without it the folder is temporary. After
+`unet --keep DIR`, `cd DIR && <project>/.venv/bin/python <project>/stages/train_classifier.py` adds
+the recipe's classifier, and `bench/cascade_gate.py DIR` then scores the cascade on that U-Net.
 """
 
 import argparse
@@ -37,6 +42,7 @@ import json
 import resource
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +269,7 @@ def main() -> None:
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier: one model per training seed, averaged")
     parser.add_argument("--train-fraction", type=float, default=1.0, help="classifier: train on this fraction")
+    parser.add_argument("--keep", type=Path, help="work in this new or empty folder and keep it (data, models)")
     args = parser.parse_args()
     if args.folds and args.folds < 3:
         parser.error("--folds needs at least 3 folds: one tests, the next validates, the others train")
@@ -273,11 +280,14 @@ def main() -> None:
         parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
     if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model != "classifier"):
         parser.error("--train-fraction is for the classifier, and a fraction above 0 and at most 1")
+    if args.keep and (args.keep.is_file() or (args.keep.is_dir() and any(args.keep.iterdir()))):
+        parser.error(f"--keep {args.keep}: not a new or empty folder; name one, so that nothing in it is overwritten")
     params = load_recipe(args.recipe, ROOT)
     for change in args.set:
         params = merge(params, change)
-    with tempfile.TemporaryDirectory() as folder:
+    with nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        work.mkdir(parents=True, exist_ok=True)
         prepare_real_data(work, params)
         seeds = args.seeds or [yaml.safe_load((work / "params.yaml").read_text())[f"train_{args.model}"]["seed"]]
         if args.folds:
