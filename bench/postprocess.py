@@ -1,7 +1,7 @@
 """Post-processing the U-Net's masks: chosen on the validation patients, the choice scored once on test.
 
     .venv/bin/python bench/postprocess.py FOLDER                             # the grid on the validation patients
-    .venv/bin/python bench/postprocess.py FOLDER --test largest_3d 0.5 flip  # one choice, on the test patients
+    .venv/bin/python bench/postprocess.py FOLDER --test largest_3d 0.3 flip  # one choice, on the test patients
 
 FOLDER is laid out as `dvc repro` leaves a project (params.yaml, data/processed, models/unet.keras), for example
 `bench/quality.py unet --keep FOLDER`. Every slice goes through the U-Net as predict feeds it (the whole slice,
@@ -35,6 +35,7 @@ from brain_mri.models.saving import load_model
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_VOXELS = (100, 300, 1000, 3000)
+CHOICES = ("none", "slice_gate", "largest_3d", *(f"min_3d_{n}" for n in MIN_VOXELS))
 FULL_3D = ndimage.generate_binary_structure(3, 3)  # 26-connected: touching by a corner is one component
 
 
@@ -81,7 +82,7 @@ def post_processed(masks: np.ndarray, rows: pd.DataFrame, choice: str, min_tumou
     return out
 
 
-def scores(rows: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> dict:
+def scores(rows: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> tuple[dict, pd.DataFrame]:
     per_patient = per_patient_scores(rows["patient"], predicted, truth)
     summary = per_slice_summary(predicted, truth)
     return {
@@ -97,8 +98,10 @@ def scores(rows: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--test", nargs=3, metavar=("CHOICE", "THRESHOLD", "FLIP"), help="e.g. largest_3d 0.5 flip")
+    parser.add_argument("--test", nargs=3, metavar=("CHOICE", "THRESHOLD", "FLIP"), help="e.g. largest_3d 0.3 flip")
     args = parser.parse_args()
+    if args.test and (args.test[0] not in CHOICES or args.test[2] not in ("flip", "noflip")):
+        parser.error(f"--test takes a choice of {', '.join(CHOICES)}, a threshold, and flip or noflip")
     min_tumour_pixels = load_params(args.folder / "params.yaml").evaluate.min_tumour_pixels
     data = read_segmentation(args.folder / "data/processed/segmentation")
     unet = load_model(args.folder / "models/unet.keras", "unet")
@@ -117,11 +120,10 @@ def main() -> None:
         print(json.dumps({"choice": choice, "threshold": threshold, "flip": flip, **figures}))
         return
 
-    choices = ["none", "slice_gate", "largest_3d", *(f"min_3d_{n}" for n in MIN_VOXELS)]
     for flip in (False, True):
         maps = probability_maps(unet, slices, flip)
         for threshold in THRESHOLDS:
-            for choice in choices:
+            for choice in CHOICES:
                 predicted = post_processed(maps >= threshold, rows, choice, min_tumour_pixels)
                 figures, _ = scores(rows, predicted, truth)
                 print(json.dumps({"choice": choice, "threshold": threshold, "flip": flip, **figures}), flush=True)
