@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from brain_mri.common.params import load_params
+from brain_mri.common.params import Evaluate, load_params
 from brain_mri.data.processed import SLICE_SIZE, read_segmentation
 from brain_mri.evaluation.scores import per_patient_scores, per_slice_summary
-from brain_mri.inference.cascade import in_model_batches
+from brain_mri.inference.cascade import gate_passes, in_model_batches
 from brain_mri.inference.inputs import unet_input
 from brain_mri.models.saving import load_model
 
@@ -64,12 +64,12 @@ def without_small_components(volume: np.ndarray, min_voxels: int) -> np.ndarray:
     return (sizes >= min_voxels)[labels] & volume
 
 
-def post_processed(masks: np.ndarray, rows: pd.DataFrame, choice: str, min_tumour_pixels: int) -> np.ndarray:
+def post_processed(masks: np.ndarray, rows: pd.DataFrame, choice: str, config: Evaluate) -> np.ndarray:
     """The masks after `choice`, each patient's slices taken as one volume in slice order."""
     if choice == "none":
         return masks
     if choice == "slice_gate":
-        return masks & (masks.reshape(len(masks), -1).sum(axis=1) > min_tumour_pixels)[:, None, None]
+        return masks & np.array([gate_passes("slice", 0.0, mask, config) for mask in masks])[:, None, None]
     out = np.zeros_like(masks)
     for _, patient in rows.groupby("patient"):
         order = patient.sort_values("slice").index.to_numpy()
@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.test and (args.test[0] not in CHOICES or args.test[2] not in ("flip", "noflip")):
         parser.error(f"--test takes a choice of {', '.join(CHOICES)}, a threshold, and flip or noflip")
-    min_tumour_pixels = load_params(args.folder / "params.yaml").evaluate.min_tumour_pixels
+    config = load_params(args.folder / "params.yaml").evaluate
     data = read_segmentation(args.folder / "data/processed/segmentation")
     unet = load_model(args.folder / "models/unet.keras", "unet")
     split = "test" if args.test else "val"
@@ -115,7 +115,7 @@ def main() -> None:
     if args.test:
         choice, threshold, flip = args.test[0], float(args.test[1]), args.test[2] == "flip"
         maps = probability_maps(unet, slices, flip)
-        figures, per_patient = scores(rows, post_processed(maps >= threshold, rows, choice, min_tumour_pixels), truth)
+        figures, per_patient = scores(rows, post_processed(maps >= threshold, rows, choice, config), truth)
         print(per_patient.to_string(index=False))
         print(json.dumps({"choice": choice, "threshold": threshold, "flip": flip, **figures}))
         return
@@ -124,7 +124,7 @@ def main() -> None:
         maps = probability_maps(unet, slices, flip)
         for threshold in THRESHOLDS:
             for choice in CHOICES:
-                predicted = post_processed(maps >= threshold, rows, choice, min_tumour_pixels)
+                predicted = post_processed(maps >= threshold, rows, choice, config)
                 figures, _ = scores(rows, predicted, truth)
                 print(json.dumps({"choice": choice, "threshold": threshold, "flip": flip, **figures}), flush=True)
 
