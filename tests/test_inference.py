@@ -8,7 +8,7 @@ import pytest
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
-from brain_mri.inference.cascade import gate_passes, input_kind, predict_images
+from brain_mri.inference.cascade import forward_pass, gate_passes, input_kind, predict_images
 from brain_mri.inference.predict import expand_inputs, output_stems
 
 
@@ -99,22 +99,26 @@ def test_the_slice_gates_pixel_count_is_for_256x256_and_scales_with_the_slices_a
     assert not gate_passes("slice", 1.0, full_size, config) and not gate_passes("slice", 1.0, quarter, config)
 
 
-class BatchSizes:
-    """A real model's answers, recording how many inputs each call gave it."""
+def batch_counting_models(size: int = 32):
+    """Real Keras models whose every output is the number of inputs they were given at once."""
+    import keras
 
-    def __init__(self, model):
-        self.model, self.input_shape, self.sizes = model, model.input_shape, []
+    image = keras.Input((size, size, 3))
+    counted = keras.layers.Lambda(
+        lambda x: keras.ops.ones_like(x[..., :1]) * keras.ops.cast(keras.ops.shape(x)[0], "float32")
+    )(image)
+    return keras.Model(image, keras.layers.GlobalAveragePooling2D()(counted)), keras.Model(image, counted)
 
-    def predict_on_batch(self, inputs):
-        self.sizes.append(len(inputs))
-        return self.model.predict_on_batch(inputs)
 
-
-def test_a_batch_larger_than_model_batch_reaches_the_models_in_parts():
-    """predict --batch-size 70 decodes 70 inputs together; the models see at most 32 of them at once."""
-    classifier, unet = (BatchSizes(model) for model in constant_models(0.9, 0.9))
+def test_a_batch_larger_than_model_batch_reaches_the_models_in_parts_through_one_graph():
+    """predict --batch-size 70 decodes 70 inputs together; the models see at most 32 of them at once,
+    and each model's forward pass is traced once whatever the batch size (TensorFlow warned of
+    retracing when every new batch size made a graph)."""
+    models = batch_counting_models()
     images = [np.full((40, 48, 3), value, np.uint8) for value in range(70)]
     config = Evaluate(threshold=0.5, mask_threshold=0.5, min_tumour_pixels=50)
-    predictions = predict_images(images, ["image"] * 70, (classifier, unet), config)
-    assert len(predictions) == 70 and all(p.segmented and p.mask.shape == (40, 48) for p in predictions)
-    assert classifier.sizes == unet.sizes == [32, 32, 6]
+    predictions = predict_images(images, ["image"] * 70, models, config)
+    assert [p.tumour_probability for p in predictions] == [32.0] * 64 + [6.0] * 6
+    assert all(p.segmented and p.mask.shape == (40, 48) for p in predictions)
+    predict_images(images[:5], ["slice"] * 5, models, config)
+    assert [forward_pass(model).experimental_get_tracing_count() for model in models] == [1, 1]
