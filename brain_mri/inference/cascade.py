@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from brain_mri.common.params import Evaluate
 from brain_mri.data.processed import SLICE_SIZE
@@ -58,13 +57,15 @@ def gate_passes(kind: str, probability: float, mask: np.ndarray, config: Evaluat
 
 
 @functools.lru_cache(maxsize=8)
-def forward_pass(model) -> Callable[[np.ndarray], tf.Tensor]:
+def forward_pass(model) -> Callable:
     """The model's forward pass as one graph for any batch size.
 
     Model.predict and predict_on_batch trace a graph for each new batch size (a last, smaller batch;
     each patient's slice count): TensorFlow warned of retracing on every evaluate run. Called eagerly
     instead, the U-Net took 1.6 times as long on 423 slices.
     """
+    import tensorflow as tf  # here: predict answers --help and a missing input without loading TensorFlow
+
     # a model loaded from a .keras file takes its one input as a list, one built in this process as a tensor
     listed = isinstance(model.input, list)
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)

@@ -6,6 +6,7 @@ with the MLflow run; predict and evaluate read it back from the model file.
 
 import hashlib
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -84,8 +85,15 @@ def log_provenance(provenance: dict, manifest: pd.DataFrame, name: str) -> None:
     and as tags, with the code's hash (the git commit is a tag of every stage run already)."""
     train = manifest[manifest["split"] == "train"]
     source = ", ".join(provenance["data_locations"]) or provenance["data_source"]
-    dataset = mlflow.data.from_pandas(train, source=source, name=name, digest=provenance["data_dvc_md5"][:8])
-    mlflow.log_input(dataset, context="training")
+    with warnings.catch_warnings():
+        # Two warnings every training stage printed, neither about our data: MLflow registers its local-file
+        # source class twice, so any path "can be interpreted in multiple ways" (both the same class); and
+        # its hint that integer columns cannot hold missing values is for model signatures, while these are
+        # the manifest's row numbers and labels, never missing.
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted in multiple ways")
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer column")
+        dataset = mlflow.data.from_pandas(train, source=source, name=name, digest=provenance["data_dvc_md5"][:8])
+        mlflow.log_input(dataset, context="training")
     mlflow.set_tags(
         {
             "training_data": provenance["trained_on"],
