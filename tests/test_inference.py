@@ -112,8 +112,8 @@ def batch_counting_models(size: int = 32):
 
 def test_a_batch_larger_than_model_batch_reaches_the_models_in_parts_through_one_graph():
     """predict --batch-size 70 decodes 70 inputs together; the models see at most 32 of them at once,
-    and each model's forward pass is traced once whatever the batch size (TensorFlow warned of
-    retracing when every new batch size made a graph)."""
+    and each model's forward pass is traced once whatever the batch size (predict_on_batch traced
+    again for new batch sizes, and TensorFlow warned of retracing)."""
     models = batch_counting_models()
     images = [np.full((40, 48, 3), value, np.uint8) for value in range(70)]
     config = Evaluate(threshold=0.5, mask_threshold=0.5, min_tumour_pixels=50)

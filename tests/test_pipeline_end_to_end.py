@@ -52,6 +52,7 @@ NOISE = ("triggered tf.function retracing", "can be interpreted in multiple ways
 
 
 def test_a_repro_and_a_predict_run_print_none_of_the_warnings_they_used_to(reproduced, predicted):
+    """What a newcomer reads in the stages' output is about their run, not library noise."""
     output = (reproduced / "repro.log").read_text() + (reproduced / "repro.err").read_text() + predicted[3]
     assert [warning for warning in NOISE if warning in output] == []
 

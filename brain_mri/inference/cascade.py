@@ -56,17 +56,18 @@ def gate_passes(kind: str, probability: float, mask: np.ndarray, config: Evaluat
     return probability >= config.threshold
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # evaluate and predict run one classifier and one U-Net
 def forward_pass(model) -> Callable:
-    """The model's forward pass as one graph for any batch size.
+    """The model's forward pass as one graph for any batch size (one trace per model).
 
-    Model.predict and predict_on_batch trace a graph for each new batch size (a last, smaller batch;
-    each patient's slice count): TensorFlow warned of retracing on every evaluate run. Called eagerly
-    instead, the U-Net took 1.6 times as long on 423 slices.
+    predict_on_batch traces Keras' predict function again for new input shapes, and TensorFlow counts
+    those traces over all models together: the default run's evaluate warned of retracing every time.
+    Called eagerly instead, the U-Net took 1.6 times as long on 423 slices (CPU).
     """
     import tensorflow as tf  # here: predict answers --help and a missing input without loading TensorFlow
 
-    # a model loaded from a .keras file takes its one input as a list, one built in this process as a tensor
+    # the saved models were rebuilt from model.inputs (brain_mri.models.saving.for_inference), so they take
+    # their one input as a list, and Keras warns when given a bare tensor; a model built here takes a tensor
     listed = isinstance(model.input, list)
     spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     return tf.function(lambda batch: model([batch] if listed else batch, training=False), input_signature=[spec])
