@@ -10,7 +10,8 @@ maps are brought back to 256x256. Each patient's masks are then one volume in sl
 
 - none: the thresholded map as it is;
 - slice_gate: predict's cascade gate on LGG slices, a slice's mask kept only above evaluate.min_tumour_pixels;
-- largest_3d: only the largest 3D connected component of the patient's volume (LGG patients have one tumour);
+- largest_3d: only the largest 3D connected component of the patient's volume (LGG patients have one tumour;
+  evaluate.largest_component does this in evaluate and predict);
 - min_3d_N: 3D components of fewer than N voxels removed.
 
 Prints, per choice, the mean and median per-patient Dice and the healthy slices with false-positive pixels, with
@@ -29,31 +30,19 @@ from scipy import ndimage
 from brain_mri.common.params import Evaluate, load_params
 from brain_mri.data.processed import SLICE_SIZE, read_segmentation
 from brain_mri.evaluation.scores import per_patient_scores, per_slice_summary
-from brain_mri.inference.cascade import gate_passes, in_model_batches
-from brain_mri.inference.inputs import unet_input
+from brain_mri.inference.cascade import gate_passes, unet_maps
+from brain_mri.inference.volumes import FULL_3D, largest_component
 from brain_mri.models.saving import load_model
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_VOXELS = (100, 300, 1000, 3000)
 CHOICES = ("none", "slice_gate", "largest_3d", *(f"min_3d_{n}" for n in MIN_VOXELS))
-FULL_3D = ndimage.generate_binary_structure(3, 3)  # 26-connected: touching by a corner is one component
 
 
 def probability_maps(unet, slices: list[np.ndarray], flip: bool) -> np.ndarray:
     """P(tumour) per pixel at the slices' own size, (N, H, W); with flip, the mean with the left/right mirror."""
-    inputs = np.stack([unet_input(image, unet.input_shape[1]) for image in slices])
-    maps = in_model_batches(unet, inputs)[..., 0]
-    if flip:
-        maps = (maps + in_model_batches(unet, inputs[:, :, ::-1])[:, :, ::-1, 0]) / 2
+    maps = unet_maps(unet, slices, flip)
     return np.stack([cv2.resize(m, (SLICE_SIZE, SLICE_SIZE), interpolation=cv2.INTER_LINEAR) for m in maps])
-
-
-def largest_component(volume: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(volume, structure=FULL_3D)
-    if count < 2:
-        return volume
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == 1 + int(np.argmax(sizes))
 
 
 def without_small_components(volume: np.ndarray, min_voxels: int) -> np.ndarray:

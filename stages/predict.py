@@ -24,7 +24,7 @@ from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
 from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS
-from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
+from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch, same_volume, volumes_together
 
 # about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
 BATCH_PIXELS = 1 << 25
@@ -75,19 +75,24 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(message) from None
     rows, batch = [], []
     stems = output_stems(files)
-    for index, (path, stem) in enumerate(tqdm(list(zip(files, stems, strict=True)), desc="predict", unit="image")):
+    order = volumes_together(files) if config.largest_component else range(len(files))
+    queue = [(files[i], stems[i]) for i in order]
+    for index, (path, stem) in enumerate(tqdm(queue, desc="predict", unit="image")):
         try:
             batch.append((path, stem, decode_image(path.read_bytes(), str(path))))
         except (PipelineError, OSError) as error:
             print(f"skipped: {error}", file=sys.stderr)
             rows.append({"input": str(path), "status": f"skipped: {error}"})
-        # a batch ends at --batch-size inputs or at BATCH_PIXELS decoded pixels: memory stays bounded
+        # a batch ends at --batch-size inputs or at BATCH_PIXELS decoded pixels: memory stays bounded; with
+        # largest_component not inside a patient's slices, which are post-processed as one volume
         pixels = sum(image.shape[0] * image.shape[1] for _, _, image in batch)
-        if batch and (len(batch) == arguments.batch_size or pixels >= BATCH_PIXELS or index == len(files) - 1):
+        full = len(batch) >= arguments.batch_size or pixels >= BATCH_PIXELS
+        last = index == len(queue) - 1
+        if batch and (last or (full and not (config.largest_component and same_volume(path, queue[index + 1][0])))):
             rows.extend(predict_batch(batch, models, config, not arguments.no_cascade, arguments.kind, arguments.out))
             batch = []
-    order = {str(path): position for position, path in enumerate(files)}
-    table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(order))
+    places = {str(path): place for place, path in enumerate(files)}
+    table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(places))
     table["model_training_data"] = "; ".join(f"{model}: {data}" for model, data in trained_on.items())
     write_csv(arguments.out / "predictions.csv", table)
     done = int((table["status"] == "ok").sum())

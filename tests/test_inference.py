@@ -8,8 +8,8 @@ import pytest
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
-from brain_mri.inference.cascade import forward_pass, gate_passes, input_kind, predict_images
-from brain_mri.inference.predict import expand_inputs, output_stems
+from brain_mri.inference.cascade import forward_pass, gate_passes, input_kind, predict_images, predict_in_batches
+from brain_mri.inference.predict import expand_inputs, output_stems, same_volume, volumes_together
 
 
 def test_a_kaggle_3m_patient_folder_gives_its_slices_not_their_ground_truth_masks(tmp_path):
@@ -122,3 +122,84 @@ def test_a_batch_larger_than_model_batch_reaches_the_models_in_parts_through_one
     assert all(p.segmented and p.mask.shape == (40, 48) for p in predictions)
     predict_images(images[:5], ["slice"] * 5, models, config)
     assert [forward_pass(model).experimental_get_tracing_count() for model in models] == [1, 1]
+
+
+def echo_models(size: int = 64):
+    """Real Keras models: a classifier sure of tumour, and a segmenter whose P(tumour) at a pixel is its
+    first channel's brightness (255: about 1, 0: about 0, 128: 0.5)."""
+    import keras
+
+    classifier, _ = constant_models(0.9, 0.5, size)
+    image = keras.Input((size, size, 3))
+    first_channel = keras.initializers.Constant(np.array([0.1, 0.0, 0.0]).reshape(1, 1, 3, 1))
+    bright = keras.layers.Conv2D(
+        1,
+        1,
+        activation="sigmoid",
+        kernel_initializer=first_channel,
+        bias_initializer=keras.initializers.Constant(-12.8),
+    )(image)
+    return classifier, keras.Model(image, bright)
+
+
+def scan_with(*squares: tuple[int, int, int]) -> np.ndarray:
+    """A dark 64x64 RGB slice with bright squares at (row, column, side)."""
+    scan = np.zeros((64, 64, 3), np.uint8)
+    for row, column, side in squares:
+        scan[row : row + side, column : column + side] = 255
+    return scan
+
+
+def test_largest_component_keeps_each_patients_largest_3d_component_whole_across_batches():
+    """A patient's slices are one volume, in slice order, whatever the order and batch size they come in:
+    its speck three slices away from the tumour goes, another patient's lone speck stays."""
+    big, speck = (20, 20, 16), (2, 50, 4)
+    # in batches of two taken in this order, A's speck would share a batch with B only
+    scans = {("A", 3): scan_with(big), ("A", 1): scan_with(big), ("A", 6): scan_with(speck), ("B", 1): scan_with(speck)}
+    scans[("A", 2)] = scan_with(big)
+    positions = list(scans)
+    images = list(scans.values())
+    plain = Evaluate(threshold=0.5, mask_threshold=0.5, min_tumour_pixels=0)
+    post_processed = plain.model_copy(update={"largest_component": True})
+
+    before = predict_in_batches(images, "slice", echo_models(), plain, positions, batch_size=2)
+    after = predict_in_batches(images, "slice", echo_models(), post_processed, positions, batch_size=2)
+    pixels = {
+        position: (int(b.mask.sum() // 255), int(a.mask.sum() // 255))
+        for position, b, a in zip(positions, before, after, strict=True)
+    }
+    assert pixels == {
+        ("A", 1): (256, 256),
+        ("A", 2): (256, 256),
+        ("A", 3): (256, 256),
+        ("A", 6): (16, 0),
+        ("B", 1): (16, 16),
+    }
+    (alone,) = predict_in_batches([scan_with(speck)], "slice", echo_models(), post_processed, [None])
+    assert alone.mask.any(), "an input with no place in a volume is left as it is"
+
+
+def test_a_left_right_flip_averages_the_map_with_that_of_the_mirrored_input():
+    """A segmenter blind to the right half of a slice finds a square there only in the mirrored input."""
+    import keras
+
+    classifier, echo = echo_models()
+    left_half = np.zeros((1, 64, 64, 1), np.float32)
+    left_half[:, :, :32] = 1
+    blind_right = keras.Model(echo.input, keras.layers.Lambda(lambda p: p * left_half)(echo.output))
+    on_the_left, on_the_right = scan_with((20, 4, 8)), scan_with((20, 52, 8))
+    config = Evaluate(threshold=0.5, mask_threshold=0.4, min_tumour_pixels=0)
+    flipped = config.model_copy(update={"test_time_flip": True})
+    plain = predict_images([on_the_left, on_the_right], ["slice"] * 2, (classifier, blind_right), config)
+    averaged = predict_images([on_the_left, on_the_right], ["slice"] * 2, (classifier, blind_right), flipped)
+    assert [p.mask.sum() // 255 for p in plain] == [64, 0]
+    assert [p.mask.sum() // 255 for p in averaged] == [64, 64], "seen once in two: P about 0.5, over 0.4"
+    assert (averaged[1].mask > 0)[20:28, 52:60].all()
+
+
+def test_predict_puts_each_patients_slices_together_at_its_first_slice():
+    files = [Path(name) for name in ("a/P_2.tif", "scan.jpg", "b/Q_1.tif", "a/P_1.tif", "a/P_1_mask.tif", "c/P_3.tif")]
+    assert volumes_together(files) == [3, 0, 1, 2, 4, 5], "a mask and another folder's namesake are not P's slices"
+    assert (
+        same_volume(files[0], files[3]) and not same_volume(files[0], files[5]) and not same_volume(files[1], files[1])
+    )

@@ -16,6 +16,7 @@ import tifffile
 import yaml
 from dvc_render.html import PAGE_HTML
 from PIL import Image
+from scipy import ndimage
 
 from brain_mri.evaluation.scores import per_patient_scores
 from brain_mri.models.saving import read_provenance
@@ -31,6 +32,7 @@ from tests.helpers import (
     git,
     needs_real_data,
     run_stage,
+    run_stage_ok,
     stage_env,
     stages_run,
 )
@@ -303,8 +305,11 @@ def test_each_model_file_says_what_it_was_trained_on_as_its_mlflow_run_and_evalu
 
 def test_evaluate_reports_the_cascade_exactly_as_predict_runs_it(reproduced, tmp_path):
     """predict on the test split's slices, with its cascade and without (--no-cascade), gives
-    evaluate's cascade figures: per-patient Dice and the slices the gate kept or dropped."""
-    repo = reproduced
+    evaluate's cascade figures: per-patient Dice and the slices the gate kept or dropped. Both with
+    the test-time flip and each patient's largest 3D component, as the real-data recipe has them."""
+    post_processing = {"evaluate": {"test_time_flip": True, "largest_component": True, "mask_threshold": 0.3}}
+    repo = copy_work(reproduced, tmp_path / "project", post_processing)
+    run_stage_ok(repo, "evaluate")
     test = pd.read_csv(repo / "data/processed/segmentation/manifest.csv").query("split == 'test'")
     report = json.loads((repo / "metrics/evaluate/segmentation.json").read_text())["cascade"]
     truth = np.stack([tifffile.imread(repo / path) > 0 for path in test["mask_path"]])
@@ -316,8 +321,8 @@ def test_evaluate_reports_the_cascade_exactly_as_predict_runs_it(reproduced, tmp
         table = pd.read_csv(tmp_path / name / "predictions.csv")
         assert list(table["input"]) == list(test["image_path"]) and set(table["input_kind"]) == {"slice"}
         masks = np.stack([np.asarray(Image.open(tmp_path / name / mask)) > 0 for mask in table["mask"]])
-        tables[name] = (table, per_patient_scores(test["patient"], masks, truth))
-    (cascade, through), (ungated, without_gate) = tables["cascade"], tables["ungated"]
+        tables[name] = (table, per_patient_scores(test["patient"], masks, truth), masks)
+    (cascade, through, _), (ungated, without_gate, _) = tables["cascade"], tables["ungated"]
     assert set(cascade["gate"]) == {"unet_area"} and set(ungated["gate"]) == {"none"} and ungated["segmented"].all()
     assert report["dice_mean"] == pytest.approx(through["dice"].mean(), abs=1e-9)
     assert report["ungated_dice_mean"] == pytest.approx(without_gate["dice"].mean(), abs=1e-9)
@@ -327,6 +332,11 @@ def test_evaluate_reports_the_cascade_exactly_as_predict_runs_it(reproduced, tmp
     kept = cascade["segmented"].to_numpy()
     assert (cascade["tumour_pixels"][kept] == ungated["tumour_pixels"][kept]).all(), "the gate drops masks whole"
     assert (cascade["tumour_pixels"][~kept] == 0).all()
+    patients, slice_numbers = test["patient"].to_numpy(), test["slice"].to_numpy()
+    for patient in set(patients):
+        (positions,) = np.nonzero(patients == patient)
+        volume = tables["ungated"][2][positions[np.argsort(slice_numbers[positions])]]
+        assert ndimage.label(volume, structure=np.ones((3, 3, 3)))[1] <= 1, f"{patient}: one 3D component"
 
 
 def test_predict_on_a_missing_path_is_one_line_and_writes_nothing(reproduced, tmp_path):

@@ -222,6 +222,8 @@ class Evaluate(Section):
     threshold: float = Field(gt=0, lt=1)
     mask_threshold: float = Field(gt=0, lt=1)
     min_tumour_pixels: int = Field(ge=0)
+    test_time_flip: bool = False
+    largest_component: bool = False
 
 
 class Params(Section):

@@ -16,6 +16,7 @@ from brain_mri.evaluation.scores import (
     segmentation_scores,
 )
 from brain_mri.inference.cascade import predict_in_batches
+from brain_mri.inference.volumes import SlicePosition
 from brain_mri.training.pipelines import classification_dataset, segmentation_dataset
 
 BATCH = 16
@@ -75,7 +76,11 @@ def score_segmentation(
 
     # the cascade exactly as predict runs it on these slices, beside the same path without the gate
     through, ungated, gate_says_tumour, classifier_says_tumour = cascade_on_inputs(
-        [np.asarray(data.slices[row]) for row in rows], "slice", (classifier, unet), config
+        [np.asarray(data.slices[row]) for row in rows],
+        "slice",
+        (classifier, unet),
+        config,
+        positions=list(zip(test["patient"], test["slice"], strict=True)),
     )
     through_cascade = per_patient_scores(test["patient"], through, truth)
     without_gate = per_patient_scores(test["patient"], ungated, truth)
@@ -105,11 +110,11 @@ def share(calls: np.ndarray) -> float:
 
 
 def cascade_on_inputs(
-    images: list[np.ndarray], kind: str, models, config: Evaluate
+    images: list[np.ndarray], kind: str, models, config: Evaluate, positions: list[SlicePosition] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """predict's cascade on inputs of one kind, in predict's batches: its masks, the
-    U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
-    predictions = predict_in_batches(images, kind, models, config)
+    """predict's cascade on inputs of one kind, in predict's batches (each patient's slices one volume): its
+    masks, the U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
+    predictions = predict_in_batches(images, kind, models, config, positions)
     return (
         np.stack([p.mask > 0 for p in predictions]),
         np.stack([p.unet_mask > 0 for p in predictions]),

@@ -7,6 +7,10 @@ its tumours from the 253-image set and calls LGG slices healthy (all 366 test sl
 59-patient split, docs/lab-notebook.md). Any other image (JPEG/PNG, the classification set's
 kind) is gated by the classifier, which is what it was trained on; for those the cascade's
 tumour call is the classifier's.
+
+Before the gate, the U-Net's masks can be improved two ways (evaluate params, both off by default):
+test_time_flip averages each map with the map of the left/right mirrored input, and
+largest_component keeps only the largest 3D component of each patient's slices (volumes.py).
 """
 
 import functools
@@ -19,6 +23,7 @@ import numpy as np
 from brain_mri.common.params import Evaluate
 from brain_mri.data.processed import SLICE_SIZE
 from brain_mri.inference.inputs import classifier_input, mask_at_input_size, unet_input
+from brain_mri.inference.volumes import SlicePosition, keep_largest_components, volume_groups
 
 INPUT_KINDS = ("slice", "image")
 BATCH_SIZE = 16  # inputs predicted at once: predict's default, and evaluate's batches
@@ -81,29 +86,71 @@ def in_model_batches(model, inputs: np.ndarray) -> np.ndarray:
     )
 
 
+def unet_maps(unet, images: Sequence[np.ndarray], flip: bool) -> np.ndarray:
+    """P(tumour) per pixel at the U-Net's input size, (N, S, S); with flip, the mean with the map of the
+    left/right mirrored input, mirrored back."""
+    inputs = np.stack([unet_input(image, unet.input_shape[1]) for image in images])
+    maps = in_model_batches(unet, inputs)[..., 0]
+    if flip:
+        maps = (maps + in_model_batches(unet, inputs[:, :, ::-1])[:, :, ::-1, 0]) / 2
+    return maps
+
+
 def predict_images(
-    images: Sequence[np.ndarray], kinds: Sequence[str], models, config: Evaluate, cascade: bool = True
+    images: Sequence[np.ndarray],
+    kinds: Sequence[str],
+    models,
+    config: Evaluate,
+    cascade: bool = True,
+    positions: Sequence[SlicePosition | None] | None = None,
 ) -> list[Prediction]:
-    """Both models on decoded RGB uint8 images of any size; the cascade's answer for each."""
+    """Both models on decoded RGB uint8 images of any size; the cascade's answer for each.
+
+    `positions` places slices in their patient's volume (volumes.slice_position); with
+    config.largest_component each volume among the images is post-processed whole.
+    """
     classifier, unet = models
     probabilities = in_model_batches(
         classifier, np.stack([classifier_input(image, classifier.input_shape[1]) for image in images])
     )[:, 0]
-    maps = in_model_batches(unet, np.stack([unet_input(image, unet.input_shape[1]) for image in images]))[..., 0]
+    maps = unet_maps(unet, images, config.test_time_flip)
+    masks = [
+        mask_at_input_size(probability_map, image.shape[:2], config.mask_threshold)
+        for image, probability_map in zip(images, maps, strict=True)
+    ]
+    if config.largest_component and positions is not None:
+        masks = keep_largest_components(masks, positions)
     predictions = []
-    for image, kind, probability, probability_map in zip(images, kinds, probabilities, maps, strict=True):
-        mask = mask_at_input_size(probability_map, image.shape[:2], config.mask_threshold)
+    for kind, probability, mask in zip(kinds, probabilities, masks, strict=True):
         segmented = not cascade or gate_passes(kind, float(probability), mask, config)
         predictions.append(Prediction(float(probability), gate_name(kind), segmented, mask))
     return predictions
 
 
 def predict_in_batches(
-    images: Sequence[np.ndarray], kind: str, models, config: Evaluate, batch_size: int = BATCH_SIZE
+    images: Sequence[np.ndarray],
+    kind: str,
+    models,
+    config: Evaluate,
+    positions: Sequence[SlicePosition | None] | None = None,
+    batch_size: int = BATCH_SIZE,
 ) -> list[Prediction]:
-    """predict_images over inputs of one kind, `batch_size` at a time."""
-    predictions = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        predictions.extend(predict_images(batch, [kind] * len(batch), models, config))
+    """predict_images over inputs of one kind, about `batch_size` at a time, in the inputs' order.
+
+    With config.largest_component a batch holds whole volumes, so a volume may make it larger.
+    """
+    if not (config.largest_component and positions is not None):
+        positions = [None] * len(images)
+    batches: list[list[int]] = [[]]
+    for group in volume_groups(positions):
+        if batches[-1] and len(batches[-1]) + len(group) > batch_size:
+            batches.append([])
+        batches[-1].extend(group)
+    predictions: list[Prediction | None] = [None] * len(images)
+    for batch in filter(None, batches):
+        answers = predict_images(
+            [images[i] for i in batch], [kind] * len(batch), models, config, positions=[positions[i] for i in batch]
+        )
+        for index, answer in zip(batch, answers, strict=True):
+            predictions[index] = answer
     return predictions

@@ -10,6 +10,7 @@ from brain_mri.common.params import Evaluate
 from brain_mri.data.layouts import IMAGE_SUFFIXES, SLICE_NAME
 from brain_mri.inference.cascade import input_kind, predict_images
 from brain_mri.inference.overlay import overlay
+from brain_mri.inference.volumes import slice_position, volume_groups
 
 
 def expand_inputs(inputs: list[Path], out: Path) -> list[Path]:
@@ -56,6 +57,18 @@ def output_stems(files: list[Path]) -> list[str]:
     return stems
 
 
+def volumes_together(files: list[Path]) -> list[int]:
+    """The order to predict the files in: each kaggle_3m patient's slices together, at the place of the
+    patient's first slice, so that a batch can hold a whole volume; other files keep their places."""
+    return [index for group in volume_groups([slice_position(path) for path in files]) for index in group]
+
+
+def same_volume(path: Path, other: Path) -> bool:
+    """Both are slices of one kaggle_3m patient (by folder and name)."""
+    position, other_position = slice_position(path), slice_position(other)
+    return position is not None and other_position is not None and position[0] == other_position[0]
+
+
 def predict_batch(
     batch: list[tuple[Path, str, np.ndarray]], models, config: Evaluate, cascade: bool, kind: str, out: Path
 ) -> list[dict]:
@@ -64,7 +77,11 @@ def predict_batch(
     `kind` is slice, image, or auto (each input's own, by its file type). One row per input.
     """
     kinds = [input_kind(path) if kind == "auto" else kind for path, _, _ in batch]
-    predictions = predict_images([image for _, _, image in batch], kinds, models, config, cascade)
+    positions = [
+        slice_position(path) if this_kind == "slice" else None
+        for (path, _, _), this_kind in zip(batch, kinds, strict=True)
+    ]
+    predictions = predict_images([image for _, _, image in batch], kinds, models, config, cascade, positions)
     rows = []
     for (path, stem, image), this_kind, prediction in zip(batch, kinds, predictions, strict=True):
         write_png(out / f"{stem}_mask.png", prediction.mask)
