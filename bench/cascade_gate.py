@@ -36,7 +36,9 @@ def cascade_predictions(folder: Path, split: str, config) -> tuple[pd.DataFrame,
         load_model(folder / "models/unet.keras", "unet"),
     )
     slices = [np.asarray(data.slices[row]) for row in rows["row"]]
-    return rows, predict_in_batches(slices, "slice", models, config), data.masks[rows["row"].to_numpy()] > 0
+    positions = list(zip(rows["patient"], rows["slice"], strict=True))  # each patient one volume, as in evaluate
+    predictions = predict_in_batches(slices, "slice", models, config, positions)
+    return rows, predictions, data.masks[rows["row"].to_numpy()] > 0
 
 
 def scores_at(rows: pd.DataFrame, predictions: list, truth: np.ndarray, config) -> dict:
