@@ -7,7 +7,7 @@ Runs the validation and test slices through the cascade exactly as predict runs 
 once, and gates the U-Net's masks at each pixel count of a grid. For the validation patients it prints, per count,
 the mean per-patient Dice through the cascade and ungated, the healthy slices with false-positive pixels and the
 tumour slices the gate sends away: choose the count there, and set it as evaluate.min_tumour_pixels (the real-cpu
-recipe's 200 was chosen so: docs/lab-notebook.md). The test patients are then scored once, at the folder's
+recipe's 100 was chosen so: docs/lab-notebook.md). The test patients are then scored once, at the folder's
 params.yaml count. Prints the figures with the split sizes.
 """
 

@@ -7,8 +7,10 @@ Each input is preprocessed as in training. The classifier gives P(tumour), the U
 as in the original work, the mask is kept only where a gate says tumour (`--no-cascade` keeps
 every mask). The gate is the U-Net's predicted area for MRI slices stored as kaggle_3m stores
 them (TIFF), the classifier for other images (`--kind` overrides the choice by file type; the
-same cascade evaluate measures). Writes <name>_mask.png (0/255, the input's own size) and <name>_overlay.png per input,
-and predictions.csv with one row per input, also for files that could not be read, naming the
+same cascade evaluate measures). With evaluate.largest_component the slices of each kaggle_3m
+patient folder (<patient>/<patient>_<k>.tif) are predicted together, as one volume. Writes
+<name>_mask.png (0/255, the input's own size) and <name>_overlay.png per input, and
+predictions.csv with one row per input, also for files that could not be read, naming the
 data the models were trained on (a warning says so when it is the embedded synthetic data).
 """
 
@@ -24,7 +26,7 @@ from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
 from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS
-from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch, same_volume, volumes_together
+from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch, prediction_order, same_volume
 
 # about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
 BATCH_PIXELS = 1 << 25
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(message) from None
     rows, batch = [], []
     stems = output_stems(files)
-    order = volumes_together(files) if config.largest_component else range(len(files))
+    order = prediction_order(files) if config.largest_component else range(len(files))
     queue = [(files[i], stems[i]) for i in order]
     for index, (path, stem) in enumerate(tqdm(queue, desc="predict", unit="image")):
         try:

@@ -9,7 +9,8 @@ import pytest
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
 from brain_mri.inference.cascade import forward_pass, gate_passes, input_kind, predict_images, predict_in_batches
-from brain_mri.inference.predict import expand_inputs, output_stems, same_volume, volumes_together
+from brain_mri.inference.predict import expand_inputs, output_stems, prediction_order, same_volume
+from brain_mri.inference.volumes import keep_largest_components
 
 
 def test_a_kaggle_3m_patient_folder_gives_its_slices_not_their_ground_truth_masks(tmp_path):
@@ -198,8 +199,20 @@ def test_a_left_right_flip_averages_the_map_with_that_of_the_mirrored_input():
 
 
 def test_predict_puts_each_patients_slices_together_at_its_first_slice():
-    files = [Path(name) for name in ("a/P_2.tif", "scan.jpg", "b/Q_1.tif", "a/P_1.tif", "a/P_1_mask.tif", "c/P_3.tif")]
-    assert volumes_together(files) == [3, 0, 1, 2, 4, 5], "a mask and another folder's namesake are not P's slices"
-    assert (
-        same_volume(files[0], files[3]) and not same_volume(files[0], files[5]) and not same_volume(files[1], files[1])
-    )
+    """Slices of one kaggle_3m patient folder (<patient>/<patient>_<k>.tif) are one volume; a mask, a namesake
+    in another folder and numbered scans that are not laid out so (scans/IMG_0001.tif) are not."""
+    names = ("P/P_2.tif", "scan.jpg", "Q/Q_1.tif", "P/P_1.tif", "P/P_1_mask.tif", "x/P_3.tif", "scans/IMG_1.tif")
+    files = [Path(name) for name in (*names, "scans/IMG_2.tif")]
+    assert prediction_order(files) == [3, 0, 1, 2, 4, 5, 6, 7]
+    assert same_volume(files[0], files[3]) and not same_volume(files[0], files[5])
+    assert not same_volume(files[6], files[7]) and not same_volume(files[1], files[1])
+
+
+def test_a_patients_slices_of_another_size_are_a_volume_of_their_own():
+    big, speck = np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8)
+    big[10:40, 10:40], speck[50:52, 50:52] = 255, 255
+    small_speck = np.zeros((32, 32), np.uint8)
+    small_speck[2:4, 2:4] = 255
+    masks = [small_speck, big, big, speck]
+    kept = keep_largest_components(masks, [("P", 1), ("P", 2), ("P", 3), ("P", 5)])
+    assert [int(m.sum() // 255) for m in kept] == [4, 900, 900, 0]

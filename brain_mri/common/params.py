@@ -222,6 +222,7 @@ class Evaluate(Section):
     threshold: float = Field(gt=0, lt=1)
     mask_threshold: float = Field(gt=0, lt=1)
     min_tumour_pixels: int = Field(ge=0)
+    # defaults: params files and experiments from before these keys existed keep what they measured
     test_time_flip: bool = False
     largest_component: bool = False
 

@@ -112,8 +112,8 @@ def share(calls: np.ndarray) -> float:
 def cascade_on_inputs(
     images: list[np.ndarray], kind: str, models, config: Evaluate, positions: list[SlicePosition] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """predict's cascade on inputs of one kind, in predict's batches (each patient's slices one volume): its
-    masks, the U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
+    """predict's cascade on inputs of one kind (each patient's slices one volume): its masks, the
+    U-Net's ungated masks, the gate's calls and the classifier's tumour calls (bool arrays)."""
     predictions = predict_in_batches(images, kind, models, config, positions)
     return (
         np.stack([p.mask > 0 for p in predictions]),

@@ -45,7 +45,7 @@ class Prediction:
     tumour_probability: float  # the classifier's P(tumour)
     gate: str  # unet_area | classifier
     segmented: bool  # the gate said tumour (always, without the cascade)
-    unet_mask: np.ndarray  # (H, W) uint8 0/255 at the input's own size, before the gate
+    unet_mask: np.ndarray  # (H, W) uint8 0/255 at the input's own size, post-processed, before the gate
 
     @property
     def mask(self) -> np.ndarray:

@@ -57,7 +57,7 @@ def output_stems(files: list[Path]) -> list[str]:
     return stems
 
 
-def volumes_together(files: list[Path]) -> list[int]:
+def prediction_order(files: list[Path]) -> list[int]:
     """The order to predict the files in: each kaggle_3m patient's slices together, at the place of the
     patient's first slice, so that a batch can hold a whole volume; other files keep their places."""
     return [index for group in volume_groups([slice_position(path) for path in files]) for index in group]

@@ -20,11 +20,12 @@ FULL_3D = ndimage.generate_binary_structure(3, 3)  # 26-connected: touching by a
 
 
 def slice_position(path: Path) -> SlicePosition | None:
-    """A kaggle_3m slice file's (patient folder, slice number), from its name `<patient>_<k>.tif`; else None."""
+    """A kaggle_3m slice's (patient folder, slice number): a file `<patient>_<k>.tif` in a folder `<patient>`,
+    as kaggle_3m lays them out (data.layouts); any other file (`scans/IMG_0001.tif`) has no place: None."""
     match = SLICE_NAME.match(path.name)
-    if not match or match["mask"]:
+    if not match or match["mask"] or match["folder"] != path.parent.name:
         return None
-    return str(path.parent / match["folder"]), int(match["slice"])
+    return str(path.parent), int(match["slice"])
 
 
 def largest_component(volume: np.ndarray) -> np.ndarray:
@@ -53,15 +54,18 @@ def volume_groups(positions: Sequence[SlicePosition | None]) -> list[list[int]]:
 def keep_largest_components(masks: list[np.ndarray], positions: Sequence[SlicePosition | None]) -> list[np.ndarray]:
     """Each volume's masks (0/255) cut to the volume's largest 3D component; masks without a position stay.
 
-    A volume's slices must share one size (kaggle_3m's are 256x256); one of another size is left alone.
+    kaggle_3m's slices are all 256x256; should a patient's slices differ in size, those of each size are
+    a volume of their own.
     """
     kept = list(masks)
-    for indices in volume_groups(positions):
+    by_size = [
+        ((position[0], masks[index].shape), position[1]) if position is not None else None
+        for index, position in enumerate(positions)
+    ]
+    for indices in volume_groups(by_size):
         if positions[indices[0]] is None:
             continue
-        shape = masks[indices[0]].shape
-        same_size = [i for i in indices if masks[i].shape == shape]
-        volume = largest_component(np.stack([masks[i] > 0 for i in same_size]))
-        for i, mask in zip(same_size, volume, strict=True):
+        volume = largest_component(np.stack([masks[i] > 0 for i in indices]))
+        for i, mask in zip(indices, volume, strict=True):
             kept[i] = np.where(mask, 255, 0).astype(np.uint8)
     return kept
