@@ -31,7 +31,7 @@ from brain_mri.common.params import Evaluate, load_params
 from brain_mri.data.processed import SLICE_SIZE, read_segmentation
 from brain_mri.evaluation.scores import per_patient_scores, per_slice_summary
 from brain_mri.inference.cascade import gate_passes, unet_maps
-from brain_mri.inference.volumes import FULL_3D, largest_component
+from brain_mri.inference.volumes import FULL_3D, largest_component, volume_groups
 from brain_mri.models.saving import load_model
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
@@ -60,8 +60,7 @@ def post_processed(masks: np.ndarray, rows: pd.DataFrame, choice: str, config: E
     if choice == "slice_gate":
         return masks & np.array([gate_passes("slice", 0.0, mask, config) for mask in masks])[:, None, None]
     out = np.zeros_like(masks)
-    for _, patient in rows.groupby("patient"):
-        order = patient.sort_values("slice").index.to_numpy()
+    for order in volume_groups(list(zip(rows["patient"], rows["slice"], strict=True))):
         volume = masks[order]
         out[order] = (
             largest_component(volume)
