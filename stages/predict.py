@@ -25,11 +25,9 @@ from brain_mri.common.errors import PipelineError, run_stage
 from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
 from brain_mri.data.images import decode_image
-from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS
-from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch, prediction_order, same_volume
-
-# about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
-BATCH_PIXELS = 1 << 25
+from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS, batch_is_full
+from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
+from brain_mri.inference.volumes import slice_position, volume_order
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -77,20 +75,18 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineError(message) from None
     rows, batch = [], []
     stems = output_stems(files)
-    order = prediction_order(files) if config.largest_component else range(len(files))
-    queue = [(files[i], stems[i]) for i in order]
-    for index, (path, stem) in enumerate(tqdm(queue, desc="predict", unit="image")):
+    # with largest_component each kaggle_3m patient's slices are predicted together, as one volume
+    positions = [slice_position(path) if config.largest_component else None for path in files]
+    queue = [(files[i], stems[i], positions[i]) for i in volume_order(positions)]
+    for place, (path, stem, position) in enumerate(tqdm(queue, desc="predict", unit="image")):
         try:
             batch.append((path, stem, decode_image(path.read_bytes(), str(path))))
         except (PipelineError, OSError) as error:
             print(f"skipped: {error}", file=sys.stderr)
             rows.append({"input": str(path), "status": f"skipped: {error}"})
-        # a batch ends at --batch-size inputs or at BATCH_PIXELS decoded pixels: memory stays bounded; with
-        # largest_component not inside a patient's slices, which are post-processed as one volume
         pixels = sum(image.shape[0] * image.shape[1] for _, _, image in batch)
-        full = len(batch) >= arguments.batch_size or pixels >= BATCH_PIXELS
-        last = index == len(queue) - 1
-        if batch and (last or (full and not (config.largest_component and same_volume(path, queue[index + 1][0])))):
+        last = place == len(queue) - 1
+        if batch and (last or batch_is_full(len(batch), pixels, arguments.batch_size, position, queue[place + 1][2])):
             rows.extend(predict_batch(batch, models, config, not arguments.no_cascade, arguments.kind, arguments.out))
             batch = []
     places = {str(path): place for place, path in enumerate(files)}

@@ -8,9 +8,17 @@ import pytest
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
-from brain_mri.inference.cascade import forward_pass, gate_passes, input_kind, predict_images, predict_in_batches
-from brain_mri.inference.predict import expand_inputs, output_stems, prediction_order, same_volume
-from brain_mri.inference.volumes import keep_largest_components
+from brain_mri.inference.cascade import (
+    BATCH_PIXELS,
+    batch_is_full,
+    forward_pass,
+    gate_passes,
+    input_kind,
+    predict_images,
+    predict_in_batches,
+)
+from brain_mri.inference.predict import expand_inputs, output_stems
+from brain_mri.inference.volumes import keep_largest_components, slice_position, volume_order
 
 
 def test_a_kaggle_3m_patient_folder_gives_its_slices_not_their_ground_truth_masks(tmp_path):
@@ -155,7 +163,7 @@ def test_largest_component_keeps_each_patients_largest_3d_component_whole_across
     """A patient's slices are one volume, in slice order, whatever the order and batch size they come in:
     its speck three slices away from the tumour goes, another patient's lone speck stays."""
     big, speck = (20, 20, 16), (2, 50, 4)
-    # in batches of two taken in this order, A's speck would share a batch with B only
+    # in batches of three, in slice order, A's speck would be a batch with B's only
     scans = {("A", 3): scan_with(big), ("A", 1): scan_with(big), ("A", 6): scan_with(speck), ("B", 1): scan_with(speck)}
     scans[("A", 2)] = scan_with(big)
     positions = list(scans)
@@ -163,8 +171,8 @@ def test_largest_component_keeps_each_patients_largest_3d_component_whole_across
     plain = Evaluate(threshold=0.5, mask_threshold=0.5, min_tumour_pixels=0)
     post_processed = plain.model_copy(update={"largest_component": True})
 
-    before = predict_in_batches(images, "slice", echo_models(), plain, positions, batch_size=2)
-    after = predict_in_batches(images, "slice", echo_models(), post_processed, positions, batch_size=2)
+    before = predict_in_batches(images, "slice", echo_models(), plain, positions, batch_size=3)
+    after = predict_in_batches(images, "slice", echo_models(), post_processed, positions, batch_size=3)
     pixels = {
         position: (int(b.mask.sum() // 255), int(a.mask.sum() // 255))
         for position, b, a in zip(positions, before, after, strict=True)
@@ -203,9 +211,19 @@ def test_predict_puts_each_patients_slices_together_at_its_first_slice():
     in another folder and numbered scans that are not laid out so (scans/IMG_0001.tif) are not."""
     names = ("P/P_2.tif", "scan.jpg", "Q/Q_1.tif", "P/P_1.tif", "P/P_1_mask.tif", "x/P_3.tif", "scans/IMG_1.tif")
     files = [Path(name) for name in (*names, "scans/IMG_2.tif")]
-    assert prediction_order(files) == [3, 0, 1, 2, 4, 5, 6, 7]
-    assert same_volume(files[0], files[3]) and not same_volume(files[0], files[5])
-    assert not same_volume(files[6], files[7]) and not same_volume(files[1], files[1])
+    positions = [slice_position(path) for path in files]
+    assert volume_order(positions) == [3, 0, 1, 2, 4, 5, 6, 7]
+    assert positions[0][0] == positions[3][0] != positions[2][0]
+    assert positions[1] is positions[4] is positions[5] is positions[6] is positions[7] is None
+
+
+def test_a_batch_ends_at_its_size_or_pixel_budget_but_never_inside_a_volume():
+    a1, a2, b1 = ("A", 1), ("A", 2), ("B", 1)
+    assert not batch_is_full(3, 3 * 64 * 64, 4, a1, b1)
+    assert batch_is_full(4, 4 * 64 * 64, 4, a1, b1) and batch_is_full(4, 0, 4, None, None)
+    assert batch_is_full(1, BATCH_PIXELS, 4, None, a1), "one huge scan is a batch of its own"
+    assert not batch_is_full(4, BATCH_PIXELS, 4, a1, a2), "the rest of A's volume joins the batch"
+    assert batch_is_full(5, BATCH_PIXELS, 4, a2, b1)
 
 
 def test_a_patients_slices_of_another_size_are_a_volume_of_their_own():

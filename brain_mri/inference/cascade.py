@@ -23,10 +23,12 @@ import numpy as np
 from brain_mri.common.params import Evaluate
 from brain_mri.data.processed import SLICE_SIZE
 from brain_mri.inference.inputs import classifier_input, mask_at_input_size, unet_input
-from brain_mri.inference.volumes import SlicePosition, keep_largest_components, volume_groups
+from brain_mri.inference.volumes import SlicePosition, keep_largest_components, volume_order
 
 INPUT_KINDS = ("slice", "image")
 BATCH_SIZE = 16  # inputs predicted at once: predict's default, and evaluate's batches
+# about 100 MB of decoded RGB: with the masks and overlays of the largest input, predict stays under 1 GB
+BATCH_PIXELS = 1 << 25
 MODEL_BATCH = 32  # Model.predict's default batch: the most inputs a model sees at once, whatever BATCH_SIZE
 SLICE_SUFFIXES = (".tif", ".tiff")
 
@@ -127,6 +129,16 @@ def predict_images(
     return predictions
 
 
+def batch_is_full(
+    count: int, pixels: int, batch_size: int, position: SlicePosition | None, next_position: SlicePosition | None
+) -> bool:
+    """Whether a batch of `count` inputs and `pixels` decoded pixels ends before the next input: at
+    batch_size inputs or BATCH_PIXELS pixels, so that memory stays bounded, but never between two slices
+    of one volume, which are post-processed together (a volume may make a batch larger)."""
+    inside_volume = position is not None and next_position is not None and position[0] == next_position[0]
+    return (count >= batch_size or pixels >= BATCH_PIXELS) and not inside_volume
+
+
 def predict_in_batches(
     images: Sequence[np.ndarray],
     kind: str,
@@ -135,22 +147,22 @@ def predict_in_batches(
     positions: Sequence[SlicePosition | None] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> list[Prediction]:
-    """predict_images over inputs of one kind, about `batch_size` at a time, in the inputs' order.
-
-    With config.largest_component a batch holds whole volumes, so a volume may make it larger.
-    """
+    """predict_images over inputs of one kind, batched as predict batches them (volume_order, batch_is_full);
+    the answers in the inputs' order."""
     if not (config.largest_component and positions is not None):
         positions = [None] * len(images)
-    batches: list[list[int]] = [[]]
-    for group in volume_groups(positions):
-        if batches[-1] and len(batches[-1]) + len(group) > batch_size:
-            batches.append([])
-        batches[-1].extend(group)
+    order = volume_order(positions)
     predictions: list[Prediction | None] = [None] * len(images)
-    for batch in filter(None, batches):
-        answers = predict_images(
-            [images[i] for i in batch], [kind] * len(batch), models, config, positions=[positions[i] for i in batch]
-        )
-        for index, answer in zip(batch, answers, strict=True):
-            predictions[index] = answer
+    batch: list[int] = []
+    for place, index in enumerate(order):
+        batch.append(index)
+        pixels = sum(images[i].shape[0] * images[i].shape[1] for i in batch)
+        last = place == len(order) - 1
+        if last or batch_is_full(len(batch), pixels, batch_size, positions[index], positions[order[place + 1]]):
+            answers = predict_images(
+                [images[i] for i in batch], [kind] * len(batch), models, config, positions=[positions[i] for i in batch]
+            )
+            for i, answer in zip(batch, answers, strict=True):
+                predictions[i] = answer
+            batch = []
     return predictions

@@ -10,7 +10,7 @@ from brain_mri.common.params import Evaluate
 from brain_mri.data.layouts import IMAGE_SUFFIXES, SLICE_NAME
 from brain_mri.inference.cascade import input_kind, predict_images
 from brain_mri.inference.overlay import overlay
-from brain_mri.inference.volumes import slice_position, volume_groups
+from brain_mri.inference.volumes import slice_position
 
 
 def expand_inputs(inputs: list[Path], out: Path) -> list[Path]:
@@ -55,18 +55,6 @@ def output_stems(files: list[Path]) -> list[str]:
         taken.add(stem)
         stems.append(stem)
     return stems
-
-
-def prediction_order(files: list[Path]) -> list[int]:
-    """The order to predict the files in: each kaggle_3m patient's slices together, at the place of the
-    patient's first slice, so that a batch can hold a whole volume; other files keep their places."""
-    return [index for group in volume_groups([slice_position(path) for path in files]) for index in group]
-
-
-def same_volume(path: Path, other: Path) -> bool:
-    """Both are slices of one kaggle_3m patient (by folder and name)."""
-    position, other_position = slice_position(path), slice_position(other)
-    return position is not None and other_position is not None and position[0] == other_position[0]
 
 
 def predict_batch(

@@ -51,6 +51,12 @@ def volume_groups(positions: Sequence[SlicePosition | None]) -> list[list[int]]:
     return [sorted(indices, key=slice_number) for indices in groups.values()]
 
 
+def volume_order(positions: Sequence[SlicePosition | None]) -> list[int]:
+    """The order to predict inputs in: each volume's slices together, in slice order, at the place of the
+    volume's first input; inputs without a position keep their places among them."""
+    return [index for group in volume_groups(positions) for index in group]
+
+
 def keep_largest_components(masks: list[np.ndarray], positions: Sequence[SlicePosition | None]) -> list[np.ndarray]:
     """Each volume's masks (0/255) cut to the volume's largest 3D component; masks without a position stay.
 
