@@ -24,10 +24,8 @@ from tqdm import tqdm
 from brain_mri.common.errors import PipelineError, run_stage
 from brain_mri.common.outputs import write_csv
 from brain_mri.common.params import load_params
-from brain_mri.data.images import decode_image
-from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS, batch_is_full
-from brain_mri.inference.predict import expand_inputs, output_stems, predict_batch
-from brain_mri.inference.volumes import slice_position, volume_order
+from brain_mri.inference.cascade import BATCH_SIZE, INPUT_KINDS
+from brain_mri.inference.predict import decoded_batches, expand_inputs, output_stems, predict_batch
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -73,22 +71,19 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         message = f"--out {arguments.out}: cannot make the folder ({error.strerror}); name one you can write"
         raise PipelineError(message) from None
-    rows, batch = [], []
-    stems = output_stems(files)
+    rows = []
     # with largest_component each kaggle_3m patient's slices are predicted together, as one volume
-    positions = [slice_position(path) if config.largest_component else None for path in files]
-    queue = [(files[i], stems[i], positions[i]) for i in volume_order(positions)]
-    for place, (path, stem, position) in enumerate(tqdm(queue, desc="predict", unit="image")):
-        try:
-            batch.append((path, stem, decode_image(path.read_bytes(), str(path))))
-        except (PipelineError, OSError) as error:
-            print(f"skipped: {error}", file=sys.stderr)
-            rows.append({"input": str(path), "status": f"skipped: {error}"})
-        pixels = sum(image.shape[0] * image.shape[1] for _, _, image in batch)
-        last = place == len(queue) - 1
-        if batch and (last or batch_is_full(len(batch), pixels, arguments.batch_size, position, queue[place + 1][2])):
-            rows.extend(predict_batch(batch, models, config, not arguments.no_cascade, arguments.kind, arguments.out))
-            batch = []
+    batches = decoded_batches(files, output_stems(files), config.largest_component, arguments.batch_size)
+    with tqdm(total=len(files), desc="predict", unit="image") as progress:
+        for batch, skipped in batches:
+            for row in skipped:
+                print(row["status"], file=sys.stderr)
+            rows.extend(skipped)
+            if batch:
+                cascade = not arguments.no_cascade
+                rows.extend(predict_batch(batch, models, config, cascade, arguments.kind, arguments.out))
+            progress.update(len(batch) + len(skipped))
+            del batch  # else it is held while the next batch decodes: two batches in memory
     places = {str(path): place for place, path in enumerate(files)}
     table = pd.DataFrame(rows).sort_values("input", key=lambda column: column.map(places))
     table["model_training_data"] = "; ".join(f"{model}: {data}" for model, data in trained_on.items())

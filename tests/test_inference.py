@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
+from PIL import Image
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
@@ -17,7 +19,7 @@ from brain_mri.inference.cascade import (
     predict_images,
     predict_in_batches,
 )
-from brain_mri.inference.predict import expand_inputs, output_stems
+from brain_mri.inference.predict import decoded_batches, expand_inputs, output_stems
 from brain_mri.inference.volumes import keep_largest_components, slice_position, volume_order
 
 
@@ -224,6 +226,36 @@ def test_a_batch_ends_at_its_size_or_pixel_budget_but_never_inside_a_volume():
     assert batch_is_full(1, BATCH_PIXELS, 4, None, a1), "one huge scan is a batch of its own"
     assert not batch_is_full(4, BATCH_PIXELS, 4, a1, a2), "the rest of A's volume joins the batch"
     assert batch_is_full(5, BATCH_PIXELS, 4, a2, b1)
+
+
+def test_predict_decodes_in_batches_that_hold_each_patient_whole_and_lists_what_it_could_not_read(tmp_path):
+    names = ["scan_a.png", "P/P_3.tif", "bad.png", "P/P_1.tif", "Q/Q_1.tif", "P/P_2.tif", "scan_b.png", "broken.tif"]
+    files = [tmp_path / name for name in names]
+    for path in files:
+        path.parent.mkdir(exist_ok=True)
+        if path.suffix == ".tif":
+            tifffile.imwrite(path, scan_with((8, 8, 8)))
+    Image.fromarray(scan_with()).save(files[0])
+    Image.fromarray(scan_with()).save(files[6])
+    files[2].write_bytes(b"")  # an empty file: not an image
+    files[7].write_bytes(b"II*\x00")  # a truncated TIFF
+
+    def read(batches):
+        return [([path.name for path, _, _ in batch], [row["input"] for row in skipped]) for batch, skipped in batches]
+
+    as_volumes = read(decoded_batches(files, [path.stem for path in files], volumes=True, batch_size=2))
+    assert as_volumes == [
+        (["scan_a.png", "P_1.tif", "P_2.tif", "P_3.tif"], []),  # full at two, but not inside P's volume
+        (["Q_1.tif", "scan_b.png"], [str(files[2])]),
+        ([], [str(files[7])]),  # the last input could not be read: its row still comes
+    ]
+    in_order = read(decoded_batches(files, [path.stem for path in files], volumes=False, batch_size=2))
+    assert [names for names, _ in in_order] == [
+        ["scan_a.png", "P_3.tif"],
+        ["P_1.tif", "Q_1.tif"],
+        ["P_2.tif", "scan_b.png"],
+        [],
+    ]
 
 
 def test_a_patients_slices_of_another_size_are_a_volume_of_their_own():
