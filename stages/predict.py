@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         message = f"--out {arguments.out}: cannot make the folder ({error.strerror}); name one you can write"
         raise PipelineError(message) from None
-    rows = []
+    rows, cascade = [], not arguments.no_cascade
     # with largest_component each kaggle_3m patient's slices are predicted together, as one volume
     batches = decoded_batches(files, output_stems(files), config.largest_component, arguments.batch_size)
     with tqdm(total=len(files), desc="predict", unit="image") as progress:
@@ -80,7 +80,6 @@ def main(argv: list[str] | None = None) -> None:
                 print(row["status"], file=sys.stderr)
             rows.extend(skipped)
             if batch:
-                cascade = not arguments.no_cascade
                 rows.extend(predict_batch(batch, models, config, cascade, arguments.kind, arguments.out))
             progress.update(len(batch) + len(skipped))
             del batch  # else it is held while the next batch decodes: two batches in memory

@@ -10,6 +10,7 @@ from PIL import Image
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
+from brain_mri.inference import cascade
 from brain_mri.inference.cascade import (
     BATCH_PIXELS,
     batch_is_full,
@@ -208,7 +209,7 @@ def test_a_left_right_flip_averages_the_map_with_that_of_the_mirrored_input():
     assert (averaged[1].mask > 0)[20:28, 52:60].all()
 
 
-def test_predict_puts_each_patients_slices_together_at_its_first_slice():
+def test_a_kaggle_3m_patients_slices_come_together_at_its_first_slice():
     """Slices of one kaggle_3m patient folder (<patient>/<patient>_<k>.tif) are one volume; a mask, a namesake
     in another folder and numbered scans that are not laid out so (scans/IMG_0001.tif) are not."""
     names = ("P/P_2.tif", "scan.jpg", "Q/Q_1.tif", "P/P_1.tif", "P/P_1_mask.tif", "x/P_3.tif", "scans/IMG_1.tif")
@@ -228,7 +229,9 @@ def test_a_batch_ends_at_its_size_or_pixel_budget_but_never_inside_a_volume():
     assert batch_is_full(5, BATCH_PIXELS, 4, a2, b1)
 
 
-def test_predict_decodes_in_batches_that_hold_each_patient_whole_and_lists_what_it_could_not_read(tmp_path):
+def test_predict_decodes_in_batches_that_hold_each_patient_whole_and_lists_what_it_could_not_read(
+    tmp_path, monkeypatch
+):
     names = ["scan_a.png", "P/P_3.tif", "bad.png", "P/P_1.tif", "Q/Q_1.tif", "P/P_2.tif", "scan_b.png", "broken.tif"]
     files = [tmp_path / name for name in names]
     for path in files:
@@ -254,6 +257,14 @@ def test_predict_decodes_in_batches_that_hold_each_patient_whole_and_lists_what_
         ["scan_a.png", "P_3.tif"],
         ["P_1.tif", "Q_1.tif"],
         ["P_2.tif", "scan_b.png"],
+        [],
+    ]
+    # a pixel budget of two slices ends batches of up to 16 (the whole of P's volume still one batch)
+    monkeypatch.setattr(cascade, "BATCH_PIXELS", 2 * 64 * 64)
+    by_pixels = read(decoded_batches(files, [path.stem for path in files], volumes=True, batch_size=16))
+    assert [names for names, _ in by_pixels] == [
+        ["scan_a.png", "P_1.tif", "P_2.tif", "P_3.tif"],
+        ["Q_1.tif", "scan_b.png"],
         [],
     ]
 

@@ -87,9 +87,7 @@ def decoded_batches(
             batch, skipped = [], []
 
 
-def predict_batch(
-    batch: list[tuple[Path, str, np.ndarray]], models, config: Evaluate, cascade: bool, kind: str, out: Path
-) -> list[dict]:
+def predict_batch(batch: list[Decoded], models, config: Evaluate, cascade: bool, kind: str, out: Path) -> list[dict]:
     """The cascade on a batch of (path, output stem, decoded image); writes each mask and overlay.
 
     `kind` is slice, image, or auto (each input's own, by its file type). One row per input.
