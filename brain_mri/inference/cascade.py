@@ -14,7 +14,7 @@ largest_component keeps only the largest 3D component of each patient's slices (
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +139,27 @@ def batch_is_full(
     return (count >= batch_size or pixels >= BATCH_PIXELS) and not inside_volume
 
 
+def volume_batches(
+    positions: Sequence[SlicePosition | None], load: Callable[[int], np.ndarray | Exception], batch_size: int
+) -> Iterator[list[tuple[int, np.ndarray | Exception]]]:
+    """The inputs' indices with load(index), in volume_order, loaded as they are met and handed on a batch
+    at a time: a batch ends where batch_is_full says, counting the inputs that loaded and their pixels.
+    An input that could not be loaded (load gives its error) stays in the batch it was met in, so the
+    last batch may hold no image."""
+    order = volume_order(positions)
+    batch: list[tuple[int, np.ndarray | Exception]] = []
+    count = pixels = 0
+    for place, index in enumerate(order):
+        item = load(index)
+        batch.append((index, item))
+        if isinstance(item, np.ndarray):
+            count, pixels = count + 1, pixels + item.shape[0] * item.shape[1]
+        last = place == len(order) - 1
+        if last or (count and batch_is_full(count, pixels, batch_size, positions[index], positions[order[place + 1]])):
+            yield batch
+            batch, count, pixels = [], 0, 0
+
+
 def predict_in_batches(
     images: Sequence[np.ndarray],
     kind: str,
@@ -147,22 +168,20 @@ def predict_in_batches(
     positions: Sequence[SlicePosition | None] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> list[Prediction]:
-    """predict_images over inputs of one kind, batched as predict batches them (volume_order, batch_is_full);
+    """predict_images over decoded inputs of one kind, batched as predict batches them (volume_batches);
     the answers in the inputs' order."""
     if not (config.largest_component and positions is not None):
         positions = [None] * len(images)
-    order = volume_order(positions)
     predictions: list[Prediction | None] = [None] * len(images)
-    batch: list[int] = []
-    for place, index in enumerate(order):
-        batch.append(index)
-        pixels = sum(images[i].shape[0] * images[i].shape[1] for i in batch)
-        last = place == len(order) - 1
-        if last or batch_is_full(len(batch), pixels, batch_size, positions[index], positions[order[place + 1]]):
-            answers = predict_images(
-                [images[i] for i in batch], [kind] * len(batch), models, config, positions=[positions[i] for i in batch]
-            )
-            for i, answer in zip(batch, answers, strict=True):
-                predictions[i] = answer
-            batch = []
+    for batch in volume_batches(positions, images.__getitem__, batch_size):
+        indices = [index for index, _ in batch]
+        answers = predict_images(
+            [image for _, image in batch],
+            [kind] * len(batch),
+            models,
+            config,
+            positions=[positions[i] for i in indices],
+        )
+        for index, answer in zip(indices, answers, strict=True):
+            predictions[index] = answer
     return predictions

@@ -11,9 +11,9 @@ from brain_mri.common.outputs import write_png
 from brain_mri.common.params import Evaluate
 from brain_mri.data.images import decode_image
 from brain_mri.data.layouts import IMAGE_SUFFIXES, SLICE_NAME
-from brain_mri.inference.cascade import batch_is_full, input_kind, predict_images
+from brain_mri.inference.cascade import input_kind, predict_images, volume_batches
 from brain_mri.inference.overlay import overlay
-from brain_mri.inference.volumes import slice_position, volume_order
+from brain_mri.inference.volumes import slice_position
 
 Decoded = tuple[Path, str, np.ndarray]  # (input file, output stem, RGB uint8 image)
 
@@ -65,26 +65,26 @@ def output_stems(files: list[Path]) -> list[str]:
 def decoded_batches(
     files: list[Path], stems: list[str], volumes: bool, batch_size: int
 ) -> Iterator[tuple[list[Decoded], list[dict]]]:
-    """The inputs decoded, a batch at a time (cascade.batch_is_full), each with the rows of the inputs
+    """The inputs decoded, a batch at a time (cascade.volume_batches), each with the rows of the inputs
     met on the way that could not be read. With `volumes` each kaggle_3m patient's slices come together
-    (volume_order) and in one batch, to be post-processed as one volume; else in the order given."""
-    positions = [slice_position(path) if volumes else None for path in files]
-    order = volume_order(positions)
-    batch: list[Decoded] = []
-    skipped: list[dict] = []
-    for place, index in enumerate(order):
+    and in one batch, to be post-processed as one volume; else in the order given."""
+
+    def decoded(index: int) -> np.ndarray | Exception:
         path = files[index]
         try:
-            batch.append((path, stems[index], decode_image(path.read_bytes(), str(path))))
+            return decode_image(path.read_bytes(), str(path))
         except (PipelineError, OSError) as error:
-            skipped.append({"input": str(path), "status": f"skipped: {error}"})
-        pixels = sum(image.shape[0] * image.shape[1] for _, _, image in batch)
-        last = place == len(order) - 1
-        if last or (
-            batch and batch_is_full(len(batch), pixels, batch_size, positions[index], positions[order[place + 1]])
-        ):
-            yield batch, skipped
-            batch, skipped = [], []
+            return error
+
+    positions = [slice_position(path) if volumes else None for path in files]
+    for batch in volume_batches(positions, decoded, batch_size):
+        images = [(files[index], stems[index], item) for index, item in batch if isinstance(item, np.ndarray)]
+        skipped = [
+            {"input": str(files[index]), "status": f"skipped: {item}"}
+            for index, item in batch
+            if not isinstance(item, np.ndarray)
+        ]
+        yield images, skipped
 
 
 def predict_batch(batch: list[Decoded], models, config: Evaluate, cascade: bool, kind: str, out: Path) -> list[dict]:
