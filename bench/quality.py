@@ -7,6 +7,7 @@
     .venv/bin/python bench/quality.py classifier --folds 5  # every distinct image tested once, 100 to 120 min
     .venv/bin/python bench/quality.py classifier --seeds 42 7 3  # an ensemble: one model per seed, mean probability
     .venv/bin/python bench/quality.py classifier --folds 5 --train-fraction 0.5 -S train_classifier.epochs=60
+    .venv/bin/python bench/quality.py unet --train-fraction 0.5  # the recipe on half the training patients
 
 Runs the real stages (download from the archives, crop_split, train_*) in a temporary folder
 with a recipe's params (recipes/real-cpu.yaml, the one README's command runs), then scores the
@@ -26,10 +27,12 @@ With --seeds (classifier only) the classifier is trained once per training seed 
 split, and each image is scored by the mean of the models' probabilities: an ensemble, to see
 how much of the seed-to-seed spread averaging removes.
 
-With --train-fraction F (classifier only) each split trains on a fraction F of its training
-images (drawn per label, the same draw for every recipe); the others sit unused, and val and
-test stay whole. Run at a few fractions, it is a learning curve: how accuracy grows with the
-number of training images. Raise the epochs by 1/F to keep the number of training steps.
+With --train-fraction F each split trains on a fraction F of its training images (classifier:
+drawn per label; U-Net: whole training patients, drawn as crop_split splits them, by tumour
+presence and spread over the TCGA sites; the same draw for every recipe); the others sit unused,
+and val and test stay whole. Run at a few fractions, it is a learning curve: how the test scores
+grow with the number of training images or patients. Raise the epochs by 1/F to keep the number
+of training steps; keep them to see the recipe as it is on less data.
 
 With --keep DIR the work folder is DIR (a new or empty folder), kept afterwards: params.yaml, the
 real data, data/processed and the trained model(s). Without it the folder is temporary. After
@@ -52,6 +55,7 @@ from common import ROOT, merge, prepare_real_data, run_stage
 
 from brain_mri.common.recipes import load_recipe
 from brain_mri.data.processed import NpyRows
+from brain_mri.data.splits import patient_wise_split
 
 RECIPE = "real-cpu"  # recipes/real-cpu.yaml: what README's real-data figures are trained with
 MODELS = ("classifier", "unet")
@@ -216,6 +220,16 @@ def write_classifier_split(path: Path, manifest: pd.DataFrame, split: np.ndarray
     return split
 
 
+def thin_training_patients(manifest: pd.DataFrame, fraction: float, seed: int = 42) -> pd.Series:
+    """Each slice's split, with all but a fraction of the training patients set to "unused": the patients
+    kept are drawn as crop_split draws its splits (by tumour presence, spread over the TCGA sites)."""
+    train = manifest[manifest["split"] == "train"]
+    drawn = patient_wise_split(train, (fraction, 1 - fraction), seed)
+    split = manifest["split"].astype(object)
+    split[drawn.index[drawn != "train"]] = "unused"
+    return split
+
+
 def cross_validate_classifier(work: Path, folds: int, only: list[int], seeds: list[int], fraction: float) -> dict:
     from brain_mri.evaluation.scores import classification_scores
 
@@ -268,7 +282,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier: one model per training seed, averaged")
-    parser.add_argument("--train-fraction", type=float, default=1.0, help="classifier: train on this fraction")
+    parser.add_argument("--train-fraction", type=float, default=1.0, help="train on this fraction of the images")
     parser.add_argument("--keep", type=Path, help="work in this new or empty folder and keep it (data, models)")
     args = parser.parse_args()
     if args.folds and args.folds < 3:
@@ -278,8 +292,8 @@ def main() -> None:
         parser.error("--only needs --folds K and fold numbers from 1 to K")
     if args.seeds and args.model != "classifier":
         parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
-    if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model != "classifier"):
-        parser.error("--train-fraction is for the classifier, and a fraction above 0 and at most 1")
+    if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model == "unet" and args.folds):
+        parser.error("--train-fraction takes a fraction above 0 and at most 1 (for the U-Net, without --folds)")
     if args.keep and (args.keep.is_file() or (args.keep.is_dir() and any(args.keep.iterdir()))):
         parser.error(f"--keep {args.keep}: not a new or empty folder; name one, so that nothing in it is overwritten")
     params = load_recipe(args.recipe, ROOT)
@@ -299,6 +313,14 @@ def main() -> None:
             print(json.dumps({"model": args.model, **params, **folds}, indent=2))
             return
         if args.model == "unet":
+            if args.train_fraction < 1:
+                manifest_path = work / "data/processed/segmentation/manifest.csv"
+                manifest = pd.read_csv(manifest_path)
+                split = thin_training_patients(manifest, args.train_fraction)
+                manifest.assign(split=split).to_csv(manifest_path, index=False)
+                kept, everyone = manifest[split == "train"], manifest[manifest["split"] == "train"]
+                counts = f"{kept['patient'].nunique()} of {everyone['patient'].nunique()} training patients"
+                print(f"training on {counts}, {len(kept)} of {len(everyone)} slices", flush=True)
             minutes = training_minutes(work, "unet")
             scores = score_unet(work)
         else:
