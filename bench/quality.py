@@ -222,7 +222,8 @@ def write_classifier_split(path: Path, manifest: pd.DataFrame, split: np.ndarray
 
 def thin_training_patients(manifest: pd.DataFrame, fraction: float, seed: int = 42) -> pd.Series:
     """Each slice's split, with all but a fraction of the training patients set to "unused": the patients
-    kept are drawn as crop_split draws its splits (by tumour presence, spread over the TCGA sites)."""
+    kept are drawn as crop_split draws its splits (by tumour presence, spread over the TCGA sites), so each
+    of the two groups keeps at least one patient of each presence."""
     train = manifest[manifest["split"] == "train"]
     drawn = patient_wise_split(train, (fraction, 1 - fraction), seed)
     split = manifest["split"].astype(object)
@@ -282,7 +283,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=0, help="cross-validation with K folds (patient-wise for unet)")
     parser.add_argument("--only", type=int, nargs="+", help="with --folds K: run only these folds (1 to K)")
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier: one model per training seed, averaged")
-    parser.add_argument("--train-fraction", type=float, default=1.0, help="train on this fraction of the images")
+    parser.add_argument(
+        "--train-fraction", type=float, default=1.0, help="train on this fraction (U-Net: of the training patients)"
+    )
     parser.add_argument("--keep", type=Path, help="work in this new or empty folder and keep it (data, models)")
     args = parser.parse_args()
     if args.folds and args.folds < 3:
@@ -292,8 +295,10 @@ def main() -> None:
         parser.error("--only needs --folds K and fold numbers from 1 to K")
     if args.seeds and args.model != "classifier":
         parser.error("--seeds is for the classifier; a U-Net ensemble would not fit its 30-minute training budget")
-    if not 0 < args.train_fraction <= 1 or (args.train_fraction < 1 and args.model == "unet" and args.folds):
-        parser.error("--train-fraction takes a fraction above 0 and at most 1 (for the U-Net, without --folds)")
+    if not 0 < args.train_fraction <= 1:
+        parser.error("--train-fraction takes a fraction above 0 and at most 1")
+    if args.train_fraction < 1 and args.model == "unet" and args.folds:
+        parser.error("--train-fraction with --folds is for the classifier; for the U-Net, drop --folds")
     if args.keep and (args.keep.is_file() or (args.keep.is_dir() and any(args.keep.iterdir()))):
         parser.error(f"--keep {args.keep}: not a new or empty folder; name one, so that nothing in it is overwritten")
     params = load_recipe(args.recipe, ROOT)

@@ -1,6 +1,7 @@
 """What predict reads (the inputs a user names, a distinct output name for each) and its cascade."""
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from PIL import Image
 
 from brain_mri.common.errors import PipelineError
 from brain_mri.common.params import Evaluate
-from brain_mri.inference import cascade
+from brain_mri.inference import cascade, predict
 from brain_mri.inference.cascade import (
     BATCH_PIXELS,
     batch_is_full,
@@ -267,6 +268,27 @@ def test_predict_decodes_in_batches_that_hold_each_patient_whole_and_lists_what_
         ["Q_1.tif", "scan_b.png"],
         [],
     ]
+
+
+def test_predict_holds_no_earlier_batch_while_it_decodes_the_next(tmp_path, monkeypatch):
+    """stages/predict.py frees each batch when done with it; nothing on the way may keep one alive, or
+    memory holds two batches of decoded scans at once."""
+    files = [tmp_path / f"scan_{k}.png" for k in range(6)]
+    for path in files:
+        path.write_bytes(b"stands for a scan")
+    decoded: list[weakref.ref] = []
+    alive_at_each_decode = []
+
+    def decode_image(data: bytes, name: str) -> np.ndarray:
+        alive_at_each_decode.append(sum(image() is not None for image in decoded))
+        image = np.zeros((8, 8, 3), np.uint8)
+        decoded.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(predict, "decode_image", decode_image)
+    for batch, _ in decoded_batches(files, [path.stem for path in files], volumes=False, batch_size=2):
+        del batch  # as stages/predict.py does
+    assert alive_at_each_decode == [0, 1, 0, 1, 0, 1], "only the batch being filled"
 
 
 def test_a_patients_slices_of_another_size_are_a_volume_of_their_own():

@@ -150,10 +150,11 @@ def volume_batches(
     batch: list[tuple[int, np.ndarray | Exception]] = []
     count = pixels = 0
     for place, index in enumerate(order):
-        item = load(index)
-        batch.append((index, item))
-        if isinstance(item, np.ndarray):
-            count, pixels = count + 1, pixels + item.shape[0] * item.shape[1]
+        loaded = load(index)
+        batch.append((index, loaded))
+        if isinstance(loaded, np.ndarray):
+            count, pixels = count + 1, pixels + loaded.shape[0] * loaded.shape[1]
+        del loaded  # the batch holds it; held here too, a batch's last image would outlive the batch
         last = place == len(order) - 1
         if last or (count and batch_is_full(count, pixels, batch_size, positions[index], positions[order[place + 1]])):
             yield batch

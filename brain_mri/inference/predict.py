@@ -69,7 +69,7 @@ def decoded_batches(
     met on the way that could not be read. With `volumes` each kaggle_3m patient's slices come together
     and in one batch, to be post-processed as one volume; else in the order given."""
 
-    def decoded(index: int) -> np.ndarray | Exception:
+    def decode(index: int) -> np.ndarray | Exception:
         path = files[index]
         try:
             return decode_image(path.read_bytes(), str(path))
@@ -77,7 +77,7 @@ def decoded_batches(
             return error
 
     positions = [slice_position(path) if volumes else None for path in files]
-    for batch in volume_batches(positions, decoded, batch_size):
+    for batch in volume_batches(positions, decode, batch_size):
         images = [(files[index], stems[index], item) for index, item in batch if isinstance(item, np.ndarray)]
         skipped = [
             {"input": str(files[index]), "status": f"skipped: {item}"}
@@ -85,6 +85,7 @@ def decoded_batches(
             if not isinstance(item, np.ndarray)
         ]
         yield images, skipped
+        del batch, images  # else this batch is held while the next one decodes: two batches in memory
 
 
 def predict_batch(batch: list[Decoded], models, config: Evaluate, cascade: bool, kind: str, out: Path) -> list[dict]:
